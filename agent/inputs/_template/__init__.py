@@ -1,0 +1,1 @@
+"""Copy-me template for a new input plugin (see README.md)."""

@@ -1,0 +1,1 @@
+"""Output plugins: one folder each, with a schema, a sample config and a README."""

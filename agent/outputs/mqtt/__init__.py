@@ -1,0 +1,1 @@
+"""MQTT output: the outbound uplink (schema.py, uplink.py, sample.toml, README.md)."""

@@ -1,0 +1,1 @@
+"""MicroPython variant for microcontroller meter nodes (see README.md)."""

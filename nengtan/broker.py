@@ -1,0 +1,103 @@
+"""Start a throw-away local MQTT broker for the demo and the tests.
+
+Mosquitto when it is on PATH (MQTT 5 and 3.1.1); otherwise amqtt from PyPI, which speaks 3.1.1
+only, so a fresh machine needs nothing but Python. The broker listens on loopback only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from nengtan.errors import NengtanError
+
+
+class BrokerError(NengtanError):
+    """A local broker could not be started."""
+
+    hint = "Install Mosquitto (Debian package `mosquitto`) or `pip install amqtt`."
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Broker:
+    host: str
+    port: int
+    protocol: str  # "5" or "3.1.1": the newest the broker speaks
+    kind: str
+    process: subprocess.Popen[bytes]
+    workdir: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def restart(self) -> None:
+        """Start the same broker again on the same port (for outage tests)."""
+        self.stop()
+        self.process = _spawn(self.kind, self.workdir, self.port).process
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BrokerError(f"broker exited at start: {log.read_text(errors='replace')[-500:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise BrokerError(f"broker did not listen on 127.0.0.1:{port} within 15 s")
+
+
+def _spawn(kind: str, workdir: Path, port: int) -> Broker:
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / f"{kind}.log"
+    if kind == "mosquitto":
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                        "max_queued_messages 100000\nlog_dest stderr\n")
+        cmd = [shutil.which("mosquitto") or "mosquitto", "-c", str(conf)]
+        protocol = "5"
+    else:
+        conf = workdir / "amqtt.yaml"
+        conf.write_text(f"listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:{port}\n"
+                        "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
+                        "    allow_anonymous: true\n")
+        cmd = [sys.executable, "-c", "from amqtt.scripts.broker_script import main; main()",
+               "-c", str(conf)]
+        protocol = "3.1.1"
+    with log.open("ab") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    _wait_listening(port, process, log)
+    return Broker("127.0.0.1", port, protocol, kind, process, workdir)
+
+
+def start_broker(workdir: Path, *, prefer: str = "auto", port: int | None = None) -> Broker:
+    """Start Mosquitto (or amqtt when Mosquitto is missing, or when ``prefer='amqtt'``)."""
+    kind = prefer
+    if prefer == "auto":
+        kind = "mosquitto" if shutil.which("mosquitto") else "amqtt"
+    if kind == "amqtt":
+        try:
+            import amqtt  # noqa: F401
+        except ImportError as exc:
+            raise BrokerError("Mosquitto is not on PATH and amqtt is not installed") from exc
+    return _spawn(kind, workdir, port or free_port())
