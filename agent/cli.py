@@ -66,7 +66,7 @@ def check_config(config_path: Path, as_json: bool) -> None:
     if as_json:
         emit_json({"ok": True, **summary})
     else:
-        meters = sum(len(b["meters"]) for b in summary["buses"])  # type: ignore[misc, arg-type]
+        meters = sum(len(b.meters) for b in config.buses)
         click.echo(f"{config_path}: ok ({len(config.buses)} bus(es), {meters} meter(s))")
 
 

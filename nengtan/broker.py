@@ -6,6 +6,7 @@ only, so a fresh machine needs nothing but Python. The broker listens on loopbac
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -72,8 +73,14 @@ def _spawn(kind: str, workdir: Path, port: int) -> Broker:
     log = workdir / f"{kind}.log"
     if kind == "mosquitto":
         conf = workdir / "mosquitto.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                        "max_queued_messages 100000\nlog_dest stderr\n")
+        # Persistence keeps the receiver's session (and what is queued for it) across a broker
+        # restart, as a production broker would; without it a restart silently drops messages.
+        lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence true",
+                 f"persistence_location {workdir}/", "max_queued_messages 100000",
+                 "log_dest stderr"]
+        if os.geteuid() == 0:
+            lines.append("user root")  # the work dir is not the mosquitto user's to write
+        conf.write_text("\n".join(lines) + "\n")
         cmd = [shutil.which("mosquitto") or "mosquitto", "-c", str(conf)]
         protocol = "5"
     else:

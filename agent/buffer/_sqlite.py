@@ -26,18 +26,18 @@ def _migrate(db: sqlite_utils.Database) -> None:
     """Bring the schema to SCHEMA_VERSION; each step runs once, recorded in user_version."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version < 1:
-        db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
-        db["cycles"].create(
+        db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        db.table("cycles").create(
             {"seq": int, "taken_ms": int, "synced": int, "n": int, "readings": str, "envelope": int},
             pk="seq", if_not_exists=True,
         )
-        db["cycles"].create_index(["envelope", "seq"], if_not_exists=True)
-        db["envelopes"].create(
+        db.table("cycles").create_index(["envelope", "seq"], if_not_exists=True)
+        db.table("envelopes").create(
             {"seq": int, "last": int, "hash": str, "token": str, "readings": int,
              "sealed_ms": int, "sent_ms": int},
             pk="seq", if_not_exists=True,
         )
-        db["envelopes"].create_index(["sent_ms", "seq"], if_not_exists=True)
+        db.table("envelopes").create_index(["sent_ms", "seq"], if_not_exists=True)
         db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', '1'), ('next_seq', '1')")
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 

@@ -67,7 +67,7 @@ class RtuBus:
         return bool(self._client.connected or self._client.connect())
 
     def close(self) -> None:
-        self._client.close()
+        self._client.close()  # type: ignore[no-untyped-call]
 
     def read_block(self, unit: int, block: Block) -> list[int]:
         """One request; raise MeterTimeout or MeterProtocolError, never a pymodbus error."""

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.buffer import Sealed
@@ -64,7 +65,7 @@ class MqttUplink:
     def _new_client(self) -> mqtt.Client:
         v5 = self.config.protocol == "5"
         client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=self._client_id,
+            CallbackAPIVersion.VERSION2, client_id=self._client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             # The session lives in our SQLite buffer, not in the broker or in paho's RAM.
             clean_session=None if v5 else True,

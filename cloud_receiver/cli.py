@@ -1,0 +1,174 @@
+"""``nengtan receiver …``: a thin click shell over the library functions."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import logging
+import threading
+from collections.abc import Callable
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from cloud_receiver.config import load_config
+from cloud_receiver.registry import Registry
+from cloud_receiver.report import build_report, render_text
+from cloud_receiver.service import install_signal_handlers, run
+from cloud_receiver.store import open_store
+from nengtan.errors import ConfigError, NengtanError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_CONFIG = click.option("--config", "config_path", required=True,
+                       type=click.Path(dir_okay=False, path_type=Path),
+                       help="The receiver's TOML config (see receiver.sample.toml).")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+# ConfigError's own hint points at the agent's sample; the receiver has its own.
+_RECEIVER_CONFIG_HINT = ("Fix the listed keys; cloud_receiver/receiver.sample.toml is a commented "
+                         "example.")
+
+
+class _Failure(click.ClickException):
+    exit_code = 1
+
+
+class _ConfigFailure(click.ClickException):
+    exit_code = 2  # like click's own usage errors: the invocation, not the run, is wrong
+
+
+def _errors_to_exit_codes(func: F) -> F:
+    """NengtanError → message and hint on stderr; exit 2 for config errors, 1 for the rest."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except NengtanError as exc:
+            hint = _RECEIVER_CONFIG_HINT if isinstance(exc, ConfigError) else exc.hint
+            hint = f"\nHint: {hint}" if hint else ""
+            failure = _ConfigFailure if isinstance(exc, ConfigError) else _Failure
+            raise failure(f"{exc}{hint}") from exc
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(name="receiver", context_settings={"help_option_names": ["-h", "--help"]})
+def receiver() -> None:
+    """The cloud receiver: verify, store and report signed meter batches.
+
+    \b
+    Example:
+        nengtan receiver run --config /etc/nengtan-receiver/receiver.toml
+    """
+
+
+@receiver.command(name="run")
+@_CONFIG
+@click.option("-v", "--verbose", is_flag=True, help="Log every message at DEBUG level.")
+@_errors_to_exit_codes
+def run_command(config_path: Path, verbose: bool) -> None:
+    """Subscribe to the broker and ingest envelopes until SIGTERM or Ctrl-C.
+
+    \b
+    Example:
+        nengtan receiver run --config /etc/nengtan-receiver/receiver.toml
+    """
+    config = load_config(config_path)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    run(config, stop)
+
+
+@receiver.command(name="report")
+@_CONFIG
+@_JSON
+@click.option("--day", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Only this local day (YYYY-MM-DD, in the configured time zone).")
+@_errors_to_exit_codes
+def report_command(config_path: Path, as_json: bool, day: datetime | None) -> None:
+    """Energy (kWh), standard coal (kgce) and CO2 (kgCO2) per meter per local day.
+
+    The output names the factors used, the quarantine counts per reason and the counter
+    anomalies (a counter going backwards counts as 0 kWh).
+
+    \b
+    Example:
+        nengtan receiver report --config receiver.toml --day 2025-06-01
+        nengtan receiver report --config receiver.toml --json | jq '.rows[]'
+    """
+    config = load_config(config_path)
+    store = open_store(config.storage_path, create=False)
+    try:
+        selected: date | None = day.date() if day else None
+        result = build_report(store, config.carbon, day=selected)
+    finally:
+        store.close()
+    click.echo(json.dumps(result.as_dict(), ensure_ascii=False, indent=2) if as_json
+               else render_text(result))
+
+
+@receiver.command(name="enroll")
+@_CONFIG
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_errors_to_exit_codes
+def enroll_command(config_path: Path, files: tuple[Path, ...]) -> None:
+    """Import enrollment records (from `nengtan provision enroll`) into the registry.
+
+    Each file is checked (the kid must match the key), copied into [registry] dir and
+    stored in the database. Safe to re-run: a key already enrolled is left as it is.
+
+    \b
+    Example:
+        nengtan receiver enroll --config receiver.toml gw-zhengzhou-01.enroll.json
+    """
+    config = load_config(config_path)
+    store = open_store(config.storage_path)
+    try:
+        registry = Registry(store, config.registry_dir)
+        for path in files:
+            added = registry.enroll_file(path)
+            click.echo(f"{path}: {'enrolled' if added else 'already enrolled'}")
+    finally:
+        store.close()
+
+
+@receiver.command(name="quarantine")
+@_CONFIG
+@_JSON
+@click.option("--reason", default=None, help="Only this reason, e.g. bad_signature.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1),
+              help="Show at most this many, newest first.")
+@_errors_to_exit_codes
+def quarantine_command(config_path: Path, as_json: bool, reason: str | None, limit: int) -> None:
+    """List quarantined messages, newest first, with the reason they were kept aside.
+
+    \b
+    Example:
+        nengtan receiver quarantine --config receiver.toml --reason replay_conflict
+        nengtan receiver quarantine --config receiver.toml --json
+    """
+    config = load_config(config_path)
+    store = open_store(config.storage_path, create=False)
+    try:
+        items = store.quarantined(limit=limit, reason=reason)
+        counts = store.quarantine_counts()
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps({"counts": counts, "items": [
+            {"id": q.id, "received_ms": q.received_ms, "topic": q.topic, "reason": q.reason,
+             "detail": q.detail, "payload_b64": base64.b64encode(q.payload).decode("ascii")}
+            for q in items]}, ensure_ascii=False, indent=2))
+        return
+    for q in items:
+        when = datetime.fromtimestamp(q.received_ms / 1000, timezone.utc).isoformat()
+        click.echo(f"#{q.id} {when} {q.reason:<16} {q.topic} ({len(q.payload)} bytes)\n"
+                   f"    {q.detail}")
+    click.echo("Counts: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))

@@ -1,0 +1,158 @@
+"""The receiver's TOML config: one JSON Schema (Draft 2020-12), every problem reported at once.
+
+Validation touches nothing the config names (database, registry directory, broker): those are
+opened later by ``service.run``. It does read the package's own factor table and the system time
+zone database, the same way it reads the schema, so that a wrong region or zone fails at load.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from cloud_receiver.carbon import grid_problem
+from nengtan.errors import ConfigError
+
+
+def _section(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "properties": properties,
+            "required": required or []}
+
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    **_section({
+        "mqtt": _section({
+            "host": {"type": "string", "minLength": 1, "default": "localhost"},
+            "port": {"type": "integer", "minimum": 1, "maximum": 65535, "default": 1883},
+            "protocol": {"enum": ["5", "3.1.1"], "default": "5"},
+            "topic_prefix": {"type": "string", "pattern": "^[^#+]+$", "default": "nengtan/v1"},
+            # A fixed id is what makes the broker keep our session (and queue) across restarts.
+            "client_id": {"type": "string", "minLength": 1, "maxLength": 64,
+                          "default": "nengtan-receiver"},
+            "keepalive_s": {"type": "integer", "minimum": 5, "maximum": 65535, "default": 60},
+            # MQTT 5 only: how long the broker keeps queueing for us while we are down.
+            "session_expiry_s": {"type": "integer", "minimum": 0, "maximum": 4294967295,
+                                 "default": 7 * 24 * 3600},
+        }),
+        "storage": _section({"path": {"type": "string", "minLength": 1}}, ["path"]),
+        "registry": _section({"dir": {"type": "string", "minLength": 1}}, ["dir"]),
+        "carbon": _section({
+            "regime": {"enum": ["statistical", "carbon_market"], "default": "statistical"},
+            "region": {"type": "string", "minLength": 1, "default": "henan"},
+            "year": {"type": "integer", "minimum": 2000, "maximum": 2100, "default": 2023},
+            "timezone": {"type": "string", "minLength": 1, "default": "Asia/Shanghai"},
+        }),
+    }, ["storage", "registry"]),
+}
+_VALIDATOR = Draft202012Validator(SCHEMA)
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str
+    port: int
+    protocol: str  # "5" or "3.1.1"
+    topic_prefix: str
+    client_id: str
+    keepalive_s: int
+    session_expiry_s: int
+
+
+@dataclass(frozen=True)
+class CarbonConfig:
+    regime: str
+    region: str
+    year: int
+    timezone: str
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    mqtt: MqttConfig
+    storage_path: Path
+    registry_dir: Path
+    carbon: CarbonConfig
+
+
+def _where(path: list[str | int]) -> str:
+    out = ""
+    for item in path:
+        out += f"[{item}]" if isinstance(item, int) else (f".{item}" if out else str(item))
+    return out
+
+
+def _messages(error: ValidationError) -> list[str]:
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        # Name each unknown key at its own path, which is where the reader will look for it.
+        known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+        return [f"At '{_where([*path, k])}': unknown key" for k in error.instance if k not in known]
+    if (error.validator == "required" and isinstance(error.instance, dict)
+            and isinstance(error.validator_value, list)):
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return [f"At '{_where([*path, k])}': required key is missing" for k in missing]
+    return [f"At '{_where(path) or 'top level'}': {error.message}"]
+
+
+def _filled(section: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    props = SCHEMA["properties"][section]["properties"]
+    given = data.get(section, {})
+    return {k: given.get(k, spec.get("default")) for k, spec in props.items()}
+
+
+def _semantic_problems(carbon: Mapping[str, Any]) -> list[str]:
+    problems = []
+    problem = grid_problem(carbon["regime"], carbon["region"], carbon["year"])
+    if problem:
+        problems.append(f"At 'carbon': {problem}")
+    try:
+        zoneinfo.ZoneInfo(carbon["timezone"])
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        problems.append(f"At 'carbon.timezone': unknown time zone {carbon['timezone']!r} "
+                        "(use an IANA name such as 'Asia/Shanghai')")
+    return problems
+
+
+def parse_config(data: Mapping[str, Any], source: str = "<config>",
+                 base_dir: Path | None = None) -> ReceiverConfig:
+    """Validate parsed TOML; raise ConfigError with every problem. Relative paths are taken
+    relative to ``base_dir`` (the config file's directory), so a unit's cwd does not matter."""
+    errors = sorted(_VALIDATOR.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+    problems = [m for e in errors for m in _messages(e)]
+    carbon_is_typed = not any(list(e.absolute_path)[:1] == ["carbon"] for e in errors)
+    if carbon_is_typed and isinstance(data.get("carbon", {}), dict):
+        problems += _semantic_problems(_filled("carbon", data))
+    if problems:
+        raise ConfigError(source, problems)
+    base = base_dir or Path.cwd()
+    mq, carbon = _filled("mqtt", data), _filled("carbon", data)
+    return ReceiverConfig(
+        mqtt=MqttConfig(mq["host"], mq["port"], mq["protocol"], mq["topic_prefix"].rstrip("/"),
+                        mq["client_id"], mq["keepalive_s"], mq["session_expiry_s"]),
+        storage_path=base / data["storage"]["path"],
+        registry_dir=base / data["registry"]["dir"],
+        carbon=CarbonConfig(carbon["regime"], carbon["region"], carbon["year"],
+                            carbon["timezone"]),
+    )
+
+
+def load_config(path: Path | str) -> ReceiverConfig:
+    """Read and validate the receiver config at ``path``; raise ConfigError with every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from exc
+    return parse_config(data, str(path), path.parent.resolve())

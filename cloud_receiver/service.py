@@ -1,0 +1,179 @@
+"""The MQTT side: a persistent-session QoS 1 subscriber that acknowledges only after commit.
+
+Why a persistent session: the broker then queues envelopes while the receiver is down (within its
+``max_queued_messages``; see reliability.md §2.3) instead of dropping them. Why manual acks: a
+PUBACK sent before our commit would let a crash lose an envelope the broker has forgotten. If the
+database cannot be written we send no ack and drop the connection; on reconnect the broker
+redelivers every unacknowledged message, and the idempotent ingest absorbs any duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from cloud_receiver.config import MqttConfig, ReceiverConfig
+from cloud_receiver.ingest import Ingestor
+from cloud_receiver.registry import Registry
+from cloud_receiver.store import open_store
+from nengtan.errors import ConfigError, IdentityError
+
+log = logging.getLogger(__name__)
+
+QOS = 1
+RECONNECT_DELAY_S = (1, 60)  # paho doubles the wait from the first to the second value
+POLL_S = 0.2
+
+
+class Subscriber:
+    """The paho callbacks. Kept apart from the client so tests can drive them directly."""
+
+    def __init__(self, ingestor: Ingestor, topic_filter: str,
+                 ready: threading.Event | None = None) -> None:
+        self._ingestor, self._filter = ingestor, topic_filter
+        self._ready = ready
+        #: Set when a message could not be stored; ``run`` then reconnects after a pause.
+        self.store_failed = threading.Event()
+
+    def on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                   reason_code: ReasonCode, properties: Properties | None) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        log.info("connected; broker kept our session: %s", flags.session_present)
+        # Subscribing again is harmless when the session survived, and needed when it did not.
+        client.subscribe(self._filter, qos=QOS)
+
+    def on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                     reason_codes: list[ReasonCode], properties: Properties | None) -> None:
+        failed = [str(rc) for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("broker refused the subscription to %s: %s", self._filter, failed)
+            return
+        log.info("subscribed to %s", self._filter)
+        if self._ready is not None:
+            self._ready.set()
+
+    def on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        log.warning("cannot reach the broker; retrying")
+
+    def on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                      reason_code: ReasonCode, properties: Properties | None) -> None:
+        if self._ready is not None:
+            self._ready.clear()
+        log.info("disconnected: %s", reason_code)
+
+    def on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        # paho lets an exception here end its network loop, so nothing may escape.
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = repr(message._topic)  # brokers check UTF-8, but keep the evidence anyway
+        try:
+            outcome = self._ingestor.ingest(topic, bytes(message.payload))
+        except Exception as exc:  # StoreError, or a bug outside ingest's own net
+            log.error("not acknowledging mid %d on %s; the broker redelivers after reconnect: %s",
+                      message.mid, topic, exc)
+            self.store_failed.set()
+            client.disconnect()
+            return
+        client.ack(message.mid, message.qos)  # only now: the outcome is committed
+        log.debug("%s %s: %s %s", topic, message.mid, outcome.status, outcome.reason or "")
+
+
+def _client(config: MqttConfig, subscriber: Subscriber) -> mqtt.Client:
+    v5 = config.protocol == "5"
+    try:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=config.client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            # 3.1.1 has no expiry: clean_session=False keeps the session until the broker drops it.
+            clean_session=None if v5 else False,
+            manual_ack=True,
+        )
+    except ValueError as exc:
+        raise ConfigError("[mqtt]", [f"At 'mqtt': {exc}"]) from exc
+    client.enable_logger(logging.getLogger("cloud_receiver.paho"))
+    client.reconnect_delay_set(*RECONNECT_DELAY_S)
+    client.on_connect = subscriber.on_connect
+    client.on_subscribe = subscriber.on_subscribe
+    client.on_connect_fail = subscriber.on_connect_fail
+    client.on_disconnect = subscriber.on_disconnect
+    client.on_message = subscriber.on_message
+    return client
+
+
+def _connect(client: mqtt.Client, config: MqttConfig) -> None:
+    if config.protocol == "5":
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = config.session_expiry_s
+        client.connect_async(config.host, config.port, config.keepalive_s, clean_start=False,
+                             properties=props)
+    else:
+        client.connect_async(config.host, config.port, config.keepalive_s)
+    client.loop_start()  # retries the first connection too, with the reconnect delay
+
+
+def _session(config: MqttConfig, subscriber: Subscriber, stop_event: threading.Event) -> None:
+    """One client, connected (and reconnected by paho) until stop or a failed store write.
+
+    A fresh client each time: paho 2.2 does not close the socket pair of a stopped loop when
+    ``loop_start`` is called again, but a discarded client closes its own.
+    """
+    client = _client(config, subscriber)
+    _connect(client, config)
+    try:
+        while not stop_event.wait(POLL_S) and not subscriber.store_failed.is_set():
+            pass
+    finally:
+        # A normal DISCONNECT keeps the session (MQTT 5: for session_expiry_s). Without a
+        # connection, stopping the loop is enough (and paho would log an error otherwise).
+        if client.is_connected():
+            client.disconnect()
+        client.loop_stop()
+
+
+def run(config: ReceiverConfig, stop_event: threading.Event, *,
+        ready: threading.Event | None = None, store_retry_s: float = 5.0) -> None:
+    """Receive until ``stop_event`` is set. ``ready`` is set whenever the subscription is in
+    place (tests wait on it). Raise NengtanError if the store or registry cannot be opened."""
+    if not config.registry_dir.is_dir():
+        raise IdentityError(f"the registry directory {config.registry_dir} does not exist; "
+                            "create it and put enrollment records in it")
+    store = open_store(config.storage_path)
+    try:
+        registry = Registry(store, config.registry_dir)
+        loaded = registry.reload()
+        log.info("registry: %d key(s) enrolled, %d record(s) rejected",
+                 len(registry.keys()), len(loaded.errors))
+        ingestor = Ingestor(store, registry, topic_prefix=config.mqtt.topic_prefix)
+        subscriber = Subscriber(ingestor, f"{config.mqtt.topic_prefix}/+/batch", ready)
+        while not stop_event.is_set():
+            _session(config.mqtt, subscriber, stop_event)
+            if subscriber.store_failed.is_set():
+                log.warning("database write failed; reconnecting in %.1f s", store_retry_s)
+                stop_event.wait(store_retry_s)
+                subscriber.store_failed.clear()
+    finally:
+        store.close()
+    log.info("receiver stopped")
+
+
+def install_signal_handlers(stop_event: threading.Event) -> None:
+    """SIGTERM (systemd stop) and SIGINT (Ctrl-C) end ``run`` cleanly. Main thread only."""
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+

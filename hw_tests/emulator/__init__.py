@@ -1,0 +1,27 @@
+"""An emulated RS-485 bus of Modbus RTU meters on a pseudo-terminal, for the demo and hw tests.
+
+Example::
+
+    from hw_tests.emulator import start_bus
+
+    with start_bus([("chint-dtsu666", 1), ("eastron-sdm630", 2)], speedup=60) as bus:
+        ...  # point the agent (pymodbus, RTU) at bus.port; bus.truth() is what was served
+"""
+
+from hw_tests.emulator.bus import Faults, PtyBus, UnitStats
+from hw_tests.emulator.plant import EmulatedMeter, EnergyTruth, scaled_clock
+from hw_tests.emulator.rig import start_bus, truth_document, write_truth
+from hw_tests.emulator.rtu import RtuError
+
+__all__ = [
+    "EmulatedMeter",
+    "EnergyTruth",
+    "Faults",
+    "PtyBus",
+    "RtuError",
+    "UnitStats",
+    "scaled_clock",
+    "start_bus",
+    "truth_document",
+    "write_truth",
+]
