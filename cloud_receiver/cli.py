@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import logging
 import threading
 from collections.abc import Callable
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +18,7 @@ from cloud_receiver.registry import Registry
 from cloud_receiver.report import build_report, render_text
 from cloud_receiver.service import install_signal_handlers, run
 from cloud_receiver.store import open_store
-from nengtan.errors import ConfigError, NengtanError
+from nengtan.clikit import CONTEXT_SETTINGS, handle_errors
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,34 +28,7 @@ _CONFIG = click.option("--config", "config_path", required=True,
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
-# ConfigError's own hint points at the agent's sample; the receiver has its own.
-_RECEIVER_CONFIG_HINT = ("Fix the listed keys; cloud_receiver/receiver.sample.toml is a commented "
-                         "example.")
-
-
-class _Failure(click.ClickException):
-    exit_code = 1
-
-
-class _ConfigFailure(click.ClickException):
-    exit_code = 2  # like click's own usage errors: the invocation, not the run, is wrong
-
-
-def _errors_to_exit_codes(func: F) -> F:
-    """NengtanError → message and hint on stderr; exit 2 for config errors, 1 for the rest."""
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except NengtanError as exc:
-            hint = _RECEIVER_CONFIG_HINT if isinstance(exc, ConfigError) else exc.hint
-            hint = f"\nHint: {hint}" if hint else ""
-            failure = _ConfigFailure if isinstance(exc, ConfigError) else _Failure
-            raise failure(f"{exc}{hint}") from exc
-    return wrapper  # type: ignore[return-value]
-
-
-@click.group(name="receiver", context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(name="receiver", context_settings=CONTEXT_SETTINGS)
 def receiver() -> None:
     """The cloud receiver: verify, store and report signed meter batches.
 
@@ -69,7 +41,7 @@ def receiver() -> None:
 @receiver.command(name="run")
 @_CONFIG
 @click.option("-v", "--verbose", is_flag=True, help="Log every message at DEBUG level.")
-@_errors_to_exit_codes
+@handle_errors
 def run_command(config_path: Path, verbose: bool) -> None:
     """Subscribe to the broker and ingest envelopes until SIGTERM or Ctrl-C.
 
@@ -90,7 +62,7 @@ def run_command(config_path: Path, verbose: bool) -> None:
 @_JSON
 @click.option("--day", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="Only this local day (YYYY-MM-DD, in the configured time zone).")
-@_errors_to_exit_codes
+@handle_errors
 def report_command(config_path: Path, as_json: bool, day: datetime | None) -> None:
     """Energy (kWh), standard coal (kgce) and CO2 (kgCO2) per meter per local day.
 
@@ -117,7 +89,7 @@ def report_command(config_path: Path, as_json: bool, day: datetime | None) -> No
 @_CONFIG
 @click.argument("files", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@_errors_to_exit_codes
+@handle_errors
 def enroll_command(config_path: Path, files: tuple[Path, ...]) -> None:
     """Import enrollment records (from `nengtan provision enroll`) into the registry.
 
@@ -145,7 +117,7 @@ def enroll_command(config_path: Path, files: tuple[Path, ...]) -> None:
 @click.option("--reason", default=None, help="Only this reason, e.g. bad_signature.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1),
               help="Show at most this many, newest first.")
-@_errors_to_exit_codes
+@handle_errors
 def quarantine_command(config_path: Path, as_json: bool, reason: str | None, limit: int) -> None:
     """List quarantined messages, newest first, with the reason they were kept aside.
 
@@ -168,7 +140,7 @@ def quarantine_command(config_path: Path, as_json: bool, reason: str | None, lim
             for q in items]}, ensure_ascii=False, indent=2))
         return
     for q in items:
-        when = datetime.fromtimestamp(q.received_ms / 1000, timezone.utc).isoformat()
+        when = datetime.fromtimestamp(q.received_ms / 1000, UTC).isoformat()
         click.echo(f"#{q.id} {when} {q.reason:<16} {q.topic} ({len(q.payload)} bytes)\n"
                    f"    {q.detail}")
     click.echo("Counts: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))

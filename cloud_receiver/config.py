@@ -20,6 +20,8 @@ from jsonschema.exceptions import ValidationError
 from cloud_receiver.carbon import grid_problem
 from nengtan.errors import ConfigError
 
+CONFIG_HINT = "Fix the listed keys; cloud_receiver/receiver.sample.toml is a commented example."
+
 
 def _section(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": False, "properties": properties,
@@ -131,7 +133,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>",
     if carbon_is_typed and isinstance(data.get("carbon", {}), dict):
         problems += _semantic_problems(_filled("carbon", data))
     if problems:
-        raise ConfigError(source, problems)
+        raise ConfigError(source, problems, hint=CONFIG_HINT)
     base = base_dir or Path.cwd()
     mq, carbon = _filled("mqtt", data), _filled("carbon", data)
     return ReceiverConfig(
@@ -150,9 +152,10 @@ def load_config(path: Path | str) -> ReceiverConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from exc
+        raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"],
+                          hint=CONFIG_HINT) from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from exc
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"], hint=CONFIG_HINT) from exc
     return parse_config(data, str(path), path.parent.resolve())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 from itertools import groupby
 from zoneinfo import ZoneInfo
 
@@ -48,7 +48,7 @@ class EnergyResult:
 
 
 def local_day(ts_ms: int, tz: ZoneInfo) -> date:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).astimezone(tz).date()
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(tz).date()
 
 
 def daily_energy(samples: Iterable[CounterSample], tz: ZoneInfo) -> EnergyResult:

@@ -9,7 +9,6 @@ was committed and the caller must not acknowledge, so the broker delivers the me
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from cloud_receiver.registry import Registry
 from cloud_receiver.store import QuarantineItem, ReadingRow, Store, StoredEnvelope, StoreTxn
 from nengtan.envelope import Envelope, envelope_hash, open_envelope
 from nengtan.errors import EnvelopeError, StoreError
-from nengtan.jws import b64url, b64url_decode
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +95,6 @@ class Ingestor:
                                     f"{type(exc).__name__}: {exc}", None)
 
     def _open(self, payload: bytes) -> tuple[Envelope, str]:
-        _require_canonical(payload)
         try:
             envelope, compact = open_envelope(payload, self._registry.keys())
         except EnvelopeError as exc:
@@ -148,28 +145,6 @@ class Ingestor:
                        gateway=envelope.gateway if envelope else None,
                        epoch=envelope.epoch if envelope else None,
                        seq=envelope.seq if envelope else None, quarantine_id=qid)
-
-
-_COMPACT = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+")
-
-
-def _require_canonical(payload: bytes) -> None:
-    """Accept only the one spelling of a token that a signer produces.
-
-    nengtan.jws.b64url_decode tolerates characters outside the alphabet and non-zero padding
-    bits, so a relay could alter a token's bytes without breaking its signature. The chain hash
-    covers the bytes, so such a copy would look like a replay conflict or break the chain.
-    """
-    if not _COMPACT.fullmatch(payload):
-        raise _Reject("malformed", "not three base64url parts separated by dots")
-    for part in payload.split(b"."):
-        text = part.decode("ascii")
-        try:
-            canonical = b64url(b64url_decode(text)) == text
-        except ValueError:  # binascii.Error: an impossible length
-            canonical = False
-        if not canonical:
-            raise _Reject("malformed", "a part is not canonical base64url")
 
 
 def _check_against_stored(txn: StoreTxn, row: StoredEnvelope, envelope: Envelope) -> None:

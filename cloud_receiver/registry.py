@@ -25,19 +25,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cloud_receiver.store import EnrolledKey, Store
 from nengtan.envelope import valid_id
 from nengtan.errors import IdentityError
-from nengtan.jws import SIGNING_ALGORITHMS, HS256Signer, VerificationKey, b64url_decode, key_id
+from nengtan.jws import SIGNING_ALGORITHMS, VerificationKey, b64url_decode, expected_kid
 
 log = logging.getLogger(__name__)
 
 RECORD_KEYS = ("gateway", "alg", "kid", "public_key", "enrolled_at")
-
-
-def expected_kid(alg: str, material: bytes) -> str:
-    """The kid a signer with this key announces. HS256 derives it from a hash of the secret
-    (so the kid does not reveal a thumbprint of the secret itself); the others from the key."""
-    if alg == "HS256":
-        return HS256Signer(material).kid
-    return key_id(alg, material)
 
 
 def _check_material(alg: str, material: bytes) -> None:

@@ -31,7 +31,9 @@ class ConfigError(NengtanError):
 
     hint = "Fix the listed keys; `nengtan provision config sample` prints a commented example."
 
-    def __init__(self, source: str, problems: Sequence[str]) -> None:
+    def __init__(self, source: str, problems: Sequence[str], *, hint: str | None = None) -> None:
+        if hint is not None:
+            self.hint = hint
         self.source = source
         self.problems = tuple(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)

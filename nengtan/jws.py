@@ -16,6 +16,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,12 +39,22 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def b64url_decode(text: str) -> bytes:
-    if not text or any(c in text for c in "=+/ \n"):
-        if text == "":
-            return b""
+    """Decode unpadded base64url, accepting only the one spelling an encoder produces.
+
+    Lenient decoders skip foreign characters and ignore non-zero padding bits, so one signed
+    token could travel as many byte strings with many chain hashes; we refuse all but one.
+    Raise ValueError otherwise.
+    """
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise ValueError("not base64url without padding")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url(data) != text:
+        raise ValueError("non-canonical base64url (padding bits set)")
+    return data
 
 
 class Signer(Protocol):
@@ -94,6 +105,16 @@ def key_id(alg: str, material: bytes) -> str:
     return f"{alg.lower()}-{b64url(hashlib.sha256(material).digest())[:16]}"
 
 
+def expected_kid(alg: str, material: bytes) -> str:
+    """The kid a signer of ``alg`` with this key material announces (see docs/wire-format.md).
+
+    HS256 hashes the secret first, so that the kid is no thumbprint of the secret itself.
+    """
+    if alg == "HS256":
+        return key_id(alg, hashlib.sha256(b"nengtan-hs256-kid" + material).digest())
+    return key_id(alg, material)
+
+
 class Ed25519Signer:
     alg = "Ed25519"
 
@@ -138,7 +159,7 @@ class HS256Signer:
         if len(secret) < 32:
             raise IdentityError("an HS256 secret must be at least 32 bytes (RFC 7518 §3.2)")
         self._secret = secret
-        self.kid = key_id(self.alg, hashlib.sha256(b"nengtan-hs256-kid" + secret).digest())
+        self.kid = expected_kid(self.alg, secret)
 
     def sign(self, signing_input: bytes) -> bytes:
         return hmac.new(self._secret, signing_input, hashlib.sha256).digest()

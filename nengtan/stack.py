@@ -73,7 +73,8 @@ class Stack:
     def truth_file(self) -> Path:
         return self.workdir / "truth.json"
 
-    def _spawn(self, name: str, args: list[str], *, stdout: int | IO[bytes] | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, args: list[str], *,
+               stdout: int | IO[bytes] | None = None) -> subprocess.Popen[bytes]:
         with (self.workdir / f"{name}.log").open("ab") as log:  # the child keeps its own copy
             process = subprocess.Popen(
                 [sys.executable, *args], stdin=subprocess.DEVNULL,

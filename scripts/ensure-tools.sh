@@ -6,7 +6,6 @@ set -o errexit -o pipefail -o nounset
 need=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v systemd-analyze >/dev/null || need+=(systemd)
-command -v udevadm >/dev/null || need+=(udev)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi

@@ -12,7 +12,8 @@ GATEWAY: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-               "description": "Gateway id, unique in the receiver's registry.", "example": "henan-zz-plant1-gw01"},
+               "description": "Gateway id, unique in the receiver's registry.",
+               "example": "henan-zz-plant1-gw01"},
         "key_file": {"type": "string", "default": "/etc/nengtan/gateway.key",
                      "description": "Private signing key (PEM, mode 0600). Under systemd the "
                                     "gateway.key credential is used instead."},

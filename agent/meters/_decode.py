@@ -45,6 +45,6 @@ def decode_registers(registers: Sequence[int], value_type: str, word_order: str 
 def encode_value(value: float, value_type: str, word_order: str = "ABCD") -> list[int]:
     """The inverse of decode_registers (used by the emulator and golden tests)."""
     fmt = _FORMATS[value_type]
-    packed = struct.pack(fmt, value if value_type.startswith("float") else int(round(value)))
+    packed = struct.pack(fmt, value if value_type.startswith("float") else round(value))
     raw = _reorder(packed, word_order)  # each reordering is its own inverse
     return [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]

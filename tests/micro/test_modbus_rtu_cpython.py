@@ -120,7 +120,8 @@ def test_random_bytes_raise_only_own_errors(
 
 
 @settings(max_examples=500, deadline=None)
-@given(unit=st.integers(1, 247), fc=st.sampled_from([3, 4]), regs=st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=125))
+@given(unit=st.integers(1, 247), fc=st.sampled_from([3, 4]),
+       regs=st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=125))
 def test_valid_frames_round_trip(unit: int, fc: int, regs: list[int]) -> None:
     # Random garbage almost never has a valid CRC, so also feed well-formed
     # frames, and every 1-byte corruption of them.

@@ -1,7 +1,8 @@
 """Static and tool-based checks for systemd/ (unit files and udev rules).
 
-Tools: systemd-analyze (Debian package "systemd") and, optionally, udevadm (package "udev").
-Override their paths with SYSTEMD_ANALYZE / UDEVADM, e.g. to test against a newer systemd.
+Tools: systemd-analyze (Debian package "systemd"). `udevadm verify` needs systemd >= 254 and Debian 12
+ships 252, so the rules are checked token by token here instead.
+Override its path with SYSTEMD_ANALYZE, e.g. to test against a newer systemd.
 """
 
 from __future__ import annotations
@@ -314,21 +315,3 @@ def test_udev_parser_rejects_garbage() -> None:
         _udev_tokens('KERNEL=="ttyUSB*" SYMLINK+="x"')  # missing comma
     with pytest.raises(AssertionError):
         _udev_tokens("KERNEL==ttyUSB*")  # unquoted value
-
-
-def test_udevadm_verify(tmp_path: Path) -> None:
-    tool = os.environ.get("UDEVADM") or shutil.which("udevadm")
-    tool = tool or shutil.which("udevadm", path="/sbin:/usr/sbin:/bin")
-    if tool is None:
-        pytest.skip("udevadm not installed (Debian package `udev`); token-level parse still ran")
-    version = _tool_version(tool)
-    has_verify = _run([tool, "verify", "--help"]).returncode == 0
-    if not has_verify:
-        # `udevadm verify` appeared in systemd 254; Debian 12 ships 252.
-        assert version is None or version < 254, f"udevadm {version} should have `verify`"
-        pytest.skip(f"udevadm {version} has no `verify` subcommand (needs systemd >= 254)")
-    # Copy so verify does not pick up anything else that happens to sit next to the file.
-    copy = tmp_path / UDEV_RULES.name
-    shutil.copy(UDEV_RULES, copy)
-    res = _run([tool, "verify", str(copy)])
-    assert res.returncode == 0, f"udevadm verify:\n{res.stdout}{res.stderr}"

@@ -49,7 +49,7 @@ def test_a_config_with_three_mistakes_reports_all_three_and_opens_no_port(
 
 
 def test_a_missing_file_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nope.toml"):
+    with pytest.raises(ConfigError, match=r"nope\.toml"):
         load_config(tmp_path / "nope.toml")
 
 

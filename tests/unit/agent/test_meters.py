@@ -22,7 +22,7 @@ def test_every_model_file_validates_and_names_its_source(path: Path) -> None:
     assert set(model.points) <= set(VOCABULARY)
     assert model.probe.measurement in model.points
     ends = sorted((p.address, p.end, p.function) for p in model.points.values())
-    for (a_start, a_end, a_fc), (b_start, _, b_fc) in zip(ends, ends[1:]):
+    for (_a_start, a_end, a_fc), (b_start, _, b_fc) in zip(ends, ends[1:]):
         assert a_fc != b_fc or a_end <= b_start, f"{path.stem}: overlapping points at {b_start:#x}"
 
 

@@ -21,7 +21,7 @@ FOLDERS = sorted(str(p.relative_to(AGENT)) for kind in ("inputs", "outputs")
 
 
 def test_every_plugin_folder_is_mounted_in_the_config_schema() -> None:
-    assert FOLDERS == sorted(MOUNTED)
+    assert sorted(MOUNTED) == FOLDERS
 
 
 @pytest.mark.parametrize("folder", FOLDERS)

@@ -27,7 +27,7 @@ def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
     opened: list[Buffer] = []
 
     def factory() -> Buffer:
-        sealer = lambda env: seal(SIGNER, env)  # noqa: E731
+        sealer = lambda env: seal(SIGNER, env)
         buffer: Buffer = (MemoryBuffer(gateway="gw", sealer=sealer) if request.param == "memory"
                           else SqliteBuffer(tmp_path / "buffer.db", gateway="gw", sealer=sealer))
         opened.append(buffer)
@@ -108,7 +108,7 @@ def test_stats_count_what_is_still_unsent(make: Factory) -> None:
 # -- what only a durable buffer can promise ------------------------------------------------------
 
 def test_committed_cycles_and_the_chain_survive_a_restart(tmp_path: Path) -> None:
-    sealer = lambda env: seal(SIGNER, env)  # noqa: E731
+    sealer = lambda env: seal(SIGNER, env)
     buffer = SqliteBuffer(tmp_path / "b.db", gateway="gw", sealer=sealer)
     buffer.add([_reading(1)], taken_ms=1, time_synced=True)
     [first] = buffer.begin(max_envelopes=1, max_readings=10)  # in flight when the process dies
@@ -124,7 +124,7 @@ def test_committed_cycles_and_the_chain_survive_a_restart(tmp_path: Path) -> Non
 def test_the_store_runs_wal_with_full_sync(tmp_path: Path) -> None:
     buffer = SqliteBuffer(tmp_path / "b.db", gateway="gw", sealer=lambda env: seal(SIGNER, env))
     buffer.add([_reading(1)], taken_ms=1, time_synced=True)
-    conn = buffer._conn  # noqa: SLF001 - the pragma in force is the point of this test
+    conn = buffer._conn
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     buffer.close()

@@ -34,7 +34,7 @@ class Batches:
     chain: dict[int, str] = field(default_factory=dict)  # last seq -> hash
 
     def seal(self, seq: int, last: int | None = None, *, epoch: int = 1,
-             prev: str | None | bool = True, values: Sequence[float | None] | None = None,
+             prev: str | bool | None = True, values: Sequence[float | None] | None = None,
              meter: str = "m1", gateway: str | None = None) -> str:
         """Cycles ``seq..last``, one energy reading each. ``prev=True`` links to the envelope
         ending at ``seq - 1`` sealed earlier by this helper."""

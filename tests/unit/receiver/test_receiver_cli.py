@@ -42,7 +42,7 @@ def test_a_config_error_exits_2_with_every_problem_and_a_hint(tmp_path: Path) ->
     result = CliRunner().invoke(receiver, ["report", "--config", str(bad)])
     assert result.exit_code == 2
     assert "At 'mqtt.port'" in result.output and "At 'registry': required key is missing" in result.output
-    assert "Hint: " in result.output and "receiver.sample.toml" in result.output
+    assert "hint: " in result.output and "receiver.sample.toml" in result.output
 
 
 def test_report_without_a_database_exits_1(config_file: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -114,4 +114,4 @@ def test_the_day_filter_keeps_one_local_day(
     _ingest_counters(ingestor, batches, [1.0, 2.0])
     assert build_report(store, DEFAULT_CARBON, day=date(2025, 6, 1)).rows
     assert not build_report(store, DEFAULT_CARBON, day=date(2025, 6, 2)).rows
-    assert datetime.fromtimestamp(1_748_736_000, timezone.utc).astimezone(SHANGHAI).hour == 8
+    assert datetime.fromtimestamp(1_748_736_000, UTC).astimezone(SHANGHAI).hour == 8

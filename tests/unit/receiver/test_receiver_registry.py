@@ -33,7 +33,7 @@ def test_a_record_whose_kid_does_not_match_its_key_is_rejected_naming_the_file(
     {"enrolled_at": "yesterday"}, {"public_key": b64url(b"short")},
 ])
 def test_defective_records_are_rejected(change: dict[str, str]) -> None:
-    with pytest.raises(IdentityError, match="^rec.json: "):
+    with pytest.raises(IdentityError, match=r"^rec\.json: "):
         parse_record(json.dumps({**enrollment_record(new_signer(), "gw-a"), **change}), "rec.json")
 
 
