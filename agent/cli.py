@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import time
 import threading
 from dataclasses import asdict
 from pathlib import Path
@@ -11,8 +13,7 @@ import click
 
 from agent.buffer import SqliteBuffer
 from agent.config import load_config
-from agent.inputs.modbus_rtu.bus import RtuBus
-from agent.runner import BUFFER_FILE, build_agent
+from agent.runner import BUFFER_FILE, STATS_FILE, build_agent, make_poller
 from nengtan.clikit import CONTEXT_SETTINGS, emit_json, handle_errors, setup_logging
 from nengtan.errors import StoreError
 
@@ -87,12 +88,12 @@ def read(config_path: Path, meter_id: str, as_json: bool) -> None:
         bus_config, meter = config.meter(meter_id)
     except KeyError:
         raise click.BadParameter(f"no meter {meter_id!r} in {config_path}", param_hint="METER_ID") from None
-    bus = RtuBus(bus_config)
+    poller = make_poller(bus_config)
     try:
-        bus.open()
-        readings = bus.read_meter(meter)
+        poller.open()
+        readings = poller.read(meter.id).readings
     finally:
-        bus.close()
+        poller.close()
     if as_json:
         emit_json([asdict(r) for r in readings])
         return
@@ -126,3 +127,62 @@ def status(config_path: Path, as_json: bool) -> None:
     else:
         for key, value in asdict(stats).items():
             click.echo(f"{key:18} {value}")
+
+
+@agent.command("bus-stats")
+@CONFIG
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def bus_stats(config_path: Path, as_json: bool) -> None:
+    """Per meter: requests, failures by kind, latency and back-off, as the running agent last
+    wrote them (every few seconds) to its state directory.
+
+    Example:
+
+        nengtan agent bus-stats --config /etc/nengtan/agent.toml
+    """
+    config = load_config(config_path)
+    path = config.gateway.state_dir / STATS_FILE
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"no bus statistics at {path}: is the agent running with this config?") from exc
+    if as_json:
+        emit_json(doc)
+        return
+    age = time.time() - doc["written_at"]
+    click.echo(f"written {age:.0f} s ago")
+    header = (f"{'meter':<16} {'requests':>8} {'ok':>7} {'silent':>6} {'garbled':>7} {'except':>6} "
+              f"{'skipped':>7} {'lat ms':>7} {'max ms':>7}  back-off")
+    for bus, meters in doc["buses"].items():
+        click.echo(f"\n{bus}\n{header}")
+        for meter_id, s in meters.items():
+            backoff = "-"
+            if s["backoff_failures"]:
+                backoff = f"{s['backoff_failures']} failure(s), next try in " \
+                          f"{max(0.0, s['backoff_until'] - time.time()):.0f} s"
+            click.echo(f"{meter_id:<16} {s['requests']:>8} {s['ok']:>7} {s['silent']:>6} "
+                       f"{s['garbled']:>7} {s['exceptions']:>6} {s['skipped']:>7} "
+                       f"{s['latency_ms']:>7.1f} {s['latency_max_ms']:>7.1f}  {backoff}")
+
+
+@agent.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def models(as_json: bool) -> None:
+    """List the meter models this agent knows (agent/meters/models), with their sources.
+
+    Example:
+
+        nengtan agent models --json
+    """
+    from agent.meters import models as shipped
+
+    rows = [{"model": name, "manufacturer": m.manufacturer, "description": m.description,
+             "points": len(m.points), "max_registers": m.max_registers, "source": m.source}
+            for name, m in sorted(shipped().items())]
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['model']:<24} {row['manufacturer']:<12} {row['points']:>3} points  "
+                   f"{row['description']}")

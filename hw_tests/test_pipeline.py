@@ -13,7 +13,7 @@ CYCLES = 8
 def test_receiver_energy_per_meter_equals_the_emulators_ground_truth(stack: Stack) -> None:
     stack.start_all()
     stack.wait_for(f"{CYCLES} agent cycles", lambda: stack.agent_cycles() >= CYCLES, timeout=60)
-    stack.stop("emulator")  # freezes the ground truth; later cycles carry only 'bad' readings
+    stack.mute_emulator()  # freezes the ground truth; later cycles carry only 'bad' readings
     stack.wait_for("receiver totals to match the ground truth", lambda: energies_match(stack),
                    timeout=30)
     truth = truth_energy(stack)
@@ -32,7 +32,7 @@ def test_a_broker_outage_loses_nothing(stack: Stack) -> None:
     stack.broker.restart()
     stack.wait_for("more cycles after the outage", lambda: stack.agent_cycles() >= cycles_before + 10,
                    timeout=60)
-    stack.stop("emulator")
+    stack.mute_emulator()
     stack.wait_for("receiver totals to match the ground truth after the outage",
                    lambda: energies_match(stack), timeout=60)
     # The backlog left in envelopes of several cycles each, sealed once the broker was back.

@@ -149,6 +149,14 @@ class Stack:
         if process.stdout is not None:
             process.stdout.close()
 
+    def mute_emulator(self) -> None:
+        """Silence every emulated meter (answers already on the wire complete) and wait until
+        the ground-truth file can no longer change."""
+        self.processes["emulator"].send_signal(signal.SIGUSR1)
+        # The emulator acts within 0.2 s; the longest answer takes ~0.3 s at 9600 Bd; the truth
+        # file trails the last answer by at most 0.2 s.
+        time.sleep(1.5)
+
     def alive(self, name: str) -> bool:
         process = self.processes.get(name)
         return process is not None and process.poll() is None

@@ -4,6 +4,7 @@ here opens a port, a socket or the state directory."""
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -33,17 +34,29 @@ class MeterConfig:
     id: str
     model: MeterModel
     unit: int
+    interval_s: float
+    counter_interval_s: float
+    ct_ratio: float = 1.0
+    pt_ratio: float = 1.0
 
 
 @dataclass(frozen=True)
 class BusConfig:
-    port: str
+    """One line with one owner: a serial port (kind "rtu") or a TCP endpoint (kind "tcp")."""
+
+    kind: str
+    port: str  # the serial device, or "host:port" for TCP
     baudrate: int
     parity: str
     stopbits: int
     timeout_ms: int
     interval_s: float
     meters: tuple[MeterConfig, ...]
+    framer: str = "rtu"  # TCP only: "socket" (MBAP) or "rtu" (RTU over TCP)
+
+    @property
+    def name(self) -> str:
+        return self.port if self.kind == "rtu" else f"tcp://{self.port}"
 
 
 @dataclass(frozen=True)
@@ -115,10 +128,11 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> AgentConf
     if problems:
         # The checks below walk the structure the schema promises, so they wait for a clean one.
         raise ConfigError(source, problems)
-    buses = tuple(_bus(raw, i, known, problems)
-                  for i, raw in enumerate(data["inputs"].get("modbus_rtu", [])))
+    buses = tuple(_bus(raw, f"inputs.{kind}[{i}]", kind, known, problems)
+                  for kind in ("modbus_rtu", "modbus_tcp")
+                  for i, raw in enumerate(data["inputs"].get(kind, [])))
     _check_unique((m.id for b in buses for m in b.meters), "meter id", problems)
-    _check_unique((b.port for b in buses), "serial port", problems)
+    _check_unique((b.name for b in buses), "line (serial port or TCP endpoint)", problems)
     if problems:
         raise ConfigError(source, problems)
     gw = _defaults(SCHEMA["properties"]["gateway"], data["gateway"])
@@ -135,25 +149,34 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> AgentConf
     )
 
 
-def _bus(raw: Mapping[str, Any], index: int, known: Mapping[str, MeterModel],
+def _bus(raw: Mapping[str, Any], where: str, kind: str, known: Mapping[str, MeterModel],
          problems: list[str]) -> BusConfig:
-    spec = SCHEMA["properties"]["inputs"]["properties"]["modbus_rtu"]["items"]
+    spec = SCHEMA["properties"]["inputs"]["properties"][kind]["items"]
     b = _defaults(spec, raw)
+    counter_default = b["counter_interval_s"] or b["interval_s"]
     meters = []
     units: set[int] = set()
     for j, m in enumerate(b["meters"]):
-        where = f"inputs.modbus_rtu[{index}].meters[{j}]"
         model = known.get(m["model"])
         if model is None:
-            problems.append(f"At '{where}.model': unknown model {m['model']!r}; known: "
-                            + ", ".join(sorted(known)))
+            close = difflib.get_close_matches(m["model"], list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"At '{where}.meters[{j}].model': unknown model {m['model']!r}{hint}; "
+                            "`nengtan agent models` lists them")
             continue
         if m["unit"] in units:
-            problems.append(f"At '{where}.unit': unit id {m['unit']} is already used on this bus")
+            problems.append(f"At '{where}.meters[{j}].unit': unit id {m['unit']} is already used "
+                            "on this line")
         units.add(m["unit"])
-        meters.append(MeterConfig(m["id"], model, m["unit"]))
-    return BusConfig(b["port"], b["baudrate"], b["parity"], b["stopbits"], b["timeout_ms"],
-                     float(b["interval_s"]), tuple(meters))
+        interval = float(m.get("interval_s", b["interval_s"]))
+        meters.append(MeterConfig(m["id"], model, m["unit"], interval,
+                                  float(m.get("counter_interval_s", counter_default)),
+                                  float(m.get("ct_ratio", 1)), float(m.get("pt_ratio", 1))))
+    if kind == "modbus_rtu":
+        return BusConfig("rtu", b["port"], b["baudrate"], b["parity"], b["stopbits"],
+                         b["timeout_ms"], float(b["interval_s"]), tuple(meters))
+    return BusConfig("tcp", f"{b['host']}:{b['port']}", 0, "N", 1, b["timeout_ms"],
+                     float(b["interval_s"]), tuple(meters), framer=b["framer"])
 
 
 def _check_unique(values: Iterable[str], what: str, problems: list[str]) -> None:

@@ -82,6 +82,7 @@ def render_docs() -> str:
     props = SCHEMA["properties"]
     _doc_rows("gateway", props["gateway"], rows)
     _doc_rows("inputs.modbus_rtu[]", props["inputs"]["properties"]["modbus_rtu"], rows)
+    _doc_rows("inputs.modbus_tcp[]", props["inputs"]["properties"]["modbus_tcp"], rows)
     _doc_rows("outputs.mqtt", props["outputs"]["properties"]["mqtt"], rows)
     intro = ("# Agent configuration reference\n\nGenerated from `agent/config/_schema.py` by "
              "`nengtan provision config docs`; a test fails if this file is stale.\n\n"

@@ -3,6 +3,7 @@
 from typing import Any
 
 from agent.inputs.modbus_rtu.schema import SCHEMA as MODBUS_RTU
+from agent.inputs.modbus_tcp.schema import SCHEMA as MODBUS_TCP
 from agent.outputs.mqtt.schema import SCHEMA as MQTT
 
 GATEWAY: dict[str, Any] = {
@@ -32,8 +33,12 @@ SCHEMA: dict[str, Any] = {
         "inputs": {
             "type": "object", "description": "Where readings come from.",
             "additionalProperties": False, "minProperties": 1,
-            "properties": {"modbus_rtu": {"type": "array", "minItems": 1, "items": MODBUS_RTU,
-                                          "description": MODBUS_RTU["description"]}},
+            "properties": {
+                "modbus_rtu": {"type": "array", "minItems": 1, "items": MODBUS_RTU,
+                               "description": MODBUS_RTU["description"]},
+                "modbus_tcp": {"type": "array", "minItems": 1, "items": MODBUS_TCP,
+                               "description": MODBUS_TCP["description"]},
+            },
         },
         "outputs": {
             "type": "object", "description": "Where signed batches go.",

@@ -47,9 +47,13 @@ class Block:
 
 
 def plan_reads(points: Iterable[Point], *, max_registers: int, timing: LineTiming,
-               turnaround_s: float = 0.0) -> list[Block]:
-    """Return read blocks covering ``points``: per function code, ascending, holes bridged by cost."""
-    request_overhead = timing.transaction_s(0, turnaround_s)
+               turnaround_s: float = 0.0, bridge_holes: bool = True) -> list[Block]:
+    """Return read blocks covering ``points``: per function code, ascending, holes bridged by cost.
+
+    With ``bridge_holes=False`` only adjacent points share a request: for meters that answer
+    exception 02 when a read covers a register they do not define.
+    """
+    request_overhead = timing.transaction_s(0, turnaround_s) if bridge_holes else 0.0
     register_cost = 2 * timing.char_s
     blocks: list[Block] = []
     for function in sorted({p.function for p in points}):
@@ -60,7 +64,7 @@ def plan_reads(points: Iterable[Point], *, max_registers: int, timing: LineTimin
                 start, end = current[0].address, max(p.end for p in current)
                 hole = max(0, point.address - end)
                 fits = max(end, point.end) - start <= max_registers
-                if fits and hole * register_cost <= request_overhead:
+                if fits and (hole == 0 or hole * register_cost < request_overhead):
                     current.append(point)
                     continue
                 blocks.append(_block(function, current))

@@ -57,8 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    mute = threading.Event()
+
+    def on_mute(signum: int, frame: FrameType | None) -> None:
+        mute.set()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # SIGUSR1 silences every meter from the next request on, while an answer already on the wire
+    # completes: tests freeze the ground truth without cutting a frame in half.
+    signal.signal(signal.SIGUSR1, on_mute)
     try:
         bus = start_bus(args.meter, baudrate=args.baud, parity=args.parity,
                         stopbits=args.stopbits, speedup=args.speedup, seed=args.seed,
@@ -72,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"READY {bus.port}", flush=True)
         written = bus.served_version
         while not stop.wait(_TRUTH_EVERY_S):
+            if mute.is_set():
+                mute.clear()
+                for unit in bus.meters:
+                    bus.set_faults(unit, silent=True)
             if not bus.is_serving:  # the serving thread died; its traceback is on stderr
                 return 1
             if args.truth and bus.served_version != written:

@@ -13,6 +13,7 @@ from agent.config._schema import SCHEMA
 AGENT = Path(__file__).parents[3] / "agent"
 MOUNTED = {
     "inputs/modbus_rtu": ("inputs.modbus_rtu", SCHEMA["properties"]["inputs"]["properties"]["modbus_rtu"]),
+    "inputs/modbus_tcp": ("inputs.modbus_tcp", SCHEMA["properties"]["inputs"]["properties"]["modbus_tcp"]),
     "outputs/mqtt": ("outputs.mqtt", SCHEMA["properties"]["outputs"]["properties"]["mqtt"]),
 }
 FOLDERS = sorted(str(p.relative_to(AGENT)) for kind in ("inputs", "outputs")

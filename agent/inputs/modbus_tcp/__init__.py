@@ -1,0 +1,1 @@
+"""Modbus TCP input: PLCs, DCS, relays and serial servers (schema.py, bus.py, sample.toml, README.md)."""
