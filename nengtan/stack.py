@@ -53,6 +53,8 @@ class Stack:
     broker_kind: str = "auto"
     carbon: dict[str, Any] = field(default_factory=lambda: {"regime": "statistical",
                                                             "region": "henan", "year": 2023})
+    absent_units: frozenset[int] = frozenset()  # configured on the gateway, never answering
+    timeout_ms: int = 300
     broker: Broker | None = None
     port: str = ""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -89,7 +91,8 @@ class Stack:
         args = ["-m", "hw_tests.emulator", "--baud", str(self.baudrate), "--speedup",
                 str(self.speedup), "--truth", str(self.truth_file)]
         for _, model, unit in self.meters:
-            args += ["--meter", f"{model}:{unit}"]
+            if unit not in self.absent_units:
+                args += ["--meter", f"{model}:{unit}"]
         process = self._spawn("emulator", args, stdout=subprocess.PIPE)
         assert process.stdout is not None
         line = process.stdout.readline().decode().strip()
@@ -109,7 +112,7 @@ class Stack:
             "gateway": {"state_dir": str(self.workdir / "gateway" / "state")},
             "inputs": {"modbus_rtu": [{
                 "port": self.port, "baudrate": self.baudrate, "interval_s": self.interval_s,
-                "timeout_ms": 300,
+                "timeout_ms": self.timeout_ms,
                 "meters": [{"id": m, "model": model, "unit": u} for m, model, u in self.meters]}]},
             "outputs": {"mqtt": {"host": self.broker.host, "port": self.broker.port,
                                  "protocol": self.broker.protocol, "keepalive_s": 10}},
@@ -199,6 +202,13 @@ class Stack:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
             rows = conn.execute("SELECT seq, last, sent_ms IS NOT NULL FROM envelopes ORDER BY seq")
             return [(int(a), int(b), bool(c)) for a, b, c in rows]
+
+    def agent_readings(self) -> list[tuple[int, str, str, int, float | None, str]]:
+        """Every committed reading as (cycle seq, meter, measurement, ts_ms, value, quality)."""
+        path = self.workdir / "gateway" / "state" / "buffer.db"
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
+            rows = conn.execute("SELECT seq, readings FROM cycles ORDER BY seq").fetchall()
+        return [(int(seq), *item) for seq, blob in rows for item in json.loads(blob)]
 
     def wait_for(self, what: str, predicate: Any, timeout: float, every: float = 0.25) -> Any:
         deadline = time.monotonic() + timeout

@@ -99,6 +99,10 @@ class ModbusPoller:
                                           bridge_holes=state.bridge_holes)
         return state.plans[key]
 
+    def plan(self, meter_id: str, *, instants: bool = True, counters: bool = True) -> list[Block]:
+        """The requests a read of this meter sends now (for tools and benchmarks)."""
+        return list(self._plan(self._state[meter_id], instants, counters))
+
     def _request(self, unit: int, block: Block) -> list[int]:
         """One request; raise MeterTimeout, MeterGarbled or MeterProtocolError, never pymodbus's."""
         wait = self._idle_since + self._silence_s - time.monotonic()
