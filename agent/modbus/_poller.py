@@ -10,6 +10,7 @@ holes for that meter, then drop a point it never serves).
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -118,6 +119,11 @@ class ModbusPoller:
             raise kind(f"unit {unit}: {'no valid answer' if self._received else 'no answer'} "
                        f"to a read of {block.count} at {block.start:#06x}",
                        unit_id=unit, address=block.start) from exc
+        except (ValueError, IndexError, KeyError, TypeError, struct.error) as exc:
+            # pymodbus has raised such errors on malformed frames before (pymodbus #2698); a
+            # meter's garbage must never take the bus worker down.
+            raise MeterGarbled(f"unit {unit}: malformed answer at {block.start:#06x}: {exc!r}",
+                               unit_id=unit, address=block.start) from exc
         finally:
             self._idle_since = time.monotonic()
         if response.isError():
