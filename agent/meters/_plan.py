@@ -53,17 +53,20 @@ def plan_reads(points: Iterable[Point], *, max_registers: int, timing: LineTimin
     With ``bridge_holes=False`` only adjacent points share a request: for meters that answer
     exception 02 when a read covers a register they do not define.
     """
+    points = list(points)  # walked once per function code
     request_overhead = timing.transaction_s(0, turnaround_s) if bridge_holes else 0.0
     register_cost = 2 * timing.char_s
     blocks: list[Block] = []
     for function in sorted({p.function for p in points}):
-        ordered = sorted((p for p in points if p.function == function), key=lambda p: p.address)
+        # A point's span includes the registers that scale it (Acrel PZ decimal-point registers):
+        # they must come back in the same answer as the value.
+        ordered = sorted((p for p in points if p.function == function), key=_first)
         current: list[Point] = []
         for point in ordered:
             if current:
-                start, end = current[0].address, max(p.end for p in current)
-                hole = max(0, point.address - end)
-                fits = max(end, point.end) - start <= max_registers
+                start, end = _first(current[0]), max(_end(p) for p in current)
+                hole = max(0, _first(point) - end)
+                fits = max(end, _end(point)) - min(start, _first(point)) <= max_registers
                 if fits and (hole == 0 or hole * register_cost < request_overhead):
                     current.append(point)
                     continue
@@ -74,6 +77,14 @@ def plan_reads(points: Iterable[Point], *, max_registers: int, timing: LineTimin
     return blocks
 
 
+def _first(point: Point) -> int:
+    return point.registers[0]
+
+
+def _end(point: Point) -> int:
+    return point.registers[-1] + 1
+
+
 def _block(function: int, points: list[Point]) -> Block:
-    start = points[0].address
-    return Block(function, start, max(p.end for p in points) - start, tuple(points))
+    start = min(_first(p) for p in points)
+    return Block(function, start, max(_end(p) for p in points) - start, tuple(points))

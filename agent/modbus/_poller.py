@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from pymodbus.exceptions import ModbusException
 
 from agent.config import MeterConfig
-from agent.meters import Block, LineTiming, Point, decode_registers, plan_reads
+from agent.meters import Block, LineTiming, Point, decode_point, plan_reads, ratio_factor
 from agent.modbus._stats import MeterStats
 from nengtan.envelope import Reading
 from nengtan.errors import MeterError, MeterProtocolError, MeterTimeout
@@ -199,21 +199,20 @@ class ModbusPoller:
 
     def _decode(self, state: _MeterState, point: Point, registers: list[int], start: int,
                 ts: int) -> Reading:
-        offset = point.address - start
-        value = decode_registers(registers[offset:offset + point.count], point.value_type,
-                                 point.word_order) * point.scale * self._ratio(state, point)
-        if value != value or value in (float("inf"), float("-inf")):
-            return Reading(state.meter.id, point.measurement, ts, None, "bad")
+        def read(function: int, address: int) -> int:
+            if not start <= address < start + len(registers):
+                raise KeyError(address)  # never let a negative index wrap around
+            return registers[address - start]
+
+        meter = state.meter
+        try:
+            value = decode_point(point, read) * ratio_factor(point, meter.ct_ratio, meter.pt_ratio)
+        except ValueError:  # not available, not finite, or a register this request lacks
+            return Reading(meter.id, point.measurement, ts, None, "bad")
         if lookup(point.measurement).kind is Kind.COUNTER:
             previous = state.counters.get(point.measurement)
             if previous is not None and value < previous:
                 # A counter that runs backwards is a replaced meter or a fault: flag, keep the value.
-                return Reading(state.meter.id, point.measurement, ts, value, "suspect")
+                return Reading(meter.id, point.measurement, ts, value, "suspect")
             state.counters[point.measurement] = value
-        return Reading(state.meter.id, point.measurement, ts, value, "good")
-
-    @staticmethod
-    def _ratio(state: _MeterState, point: Point) -> float:
-        ratio = getattr(point, "ratio", None)
-        ct, pt = state.meter.ct_ratio, state.meter.pt_ratio
-        return {"ct": ct, "pt": pt, "ctpt": ct * pt}.get(ratio or "", 1.0)
+        return Reading(meter.id, point.measurement, ts, value, "good")

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.meters import LineTiming, decode_registers, encode_value, models, plan_reads
+from agent.meters import (Exponent, LineTiming, Point, SignBit, decode_registers, encode_value,
+                          models, plan_reads, register_count)
 from agent.meters._decode import TYPES, WORD_ORDERS
-from agent.meters._model import MODELS_DIR, load_model_file
+from agent.meters._model import MODELS_DIR, load_model_file, model_from_table
+from nengtan.errors import ConfigError
 from nengtan.measurements import VOCABULARY
 
 FRAMES = json.loads((Path(__file__).parents[2] / "vectors" / "modbus_rtu_frames.json").read_text())
@@ -88,3 +90,93 @@ def test_line_timing_matches_the_worked_numbers_in_the_reference() -> None:
     assert LineTiming(9600).transaction_s(80) == pytest.approx(0.1875, abs=2e-4)
     assert LineTiming(19200, "E").transaction_s(80) == pytest.approx(0.1031, abs=2e-4)
     assert LineTiming(115200).transaction_s(80) == pytest.approx(0.0185, abs=2e-4)
+
+
+def _model(points: dict[str, object], **top: object) -> dict[str, object]:
+    return {"manufacturer": "Test", "description": "d", "source": "unit test", "max_registers": 20,
+            "turnaround_ms": 5, "probe": {"measurement": "frequency", "low": 45, "high": 55},
+            "points": {"frequency": {"fc": 3, "address": 0, "type": "uint16", "scale": 0.01},
+                       **points}, **top}
+
+
+def _problems(points: dict[str, object], **top: object) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        model_from_table("m", _model(points, **top), "test")
+    return list(caught.value.problems)
+
+
+@pytest.mark.parametrize("point, expected", [
+    ({"ratio": "ct"}, "At 'points.voltage_l1_n.ratio': 'ct' does not apply to a value in 'V'"),
+    ({"ratio": "kv"}, "At 'points.voltage_l1_n.ratio': must be one of ct, pt, ctpt"),
+    ({"exponent": {"address": 5, "byte": "middle"}}, "At 'points.voltage_l1_n.exponent.byte'"),
+    ({"exponent": {"address": 10, "byte": "high"}}, "must not be one of the value's own registers"),
+    ({"exponent": {"byte": "high"}}, "At 'points.voltage_l1_n.exponent.address': required"),
+    ({"exponent": {"address": 5, "byte": "high", "offset": 1.5}}, "exponent.offset"),
+    ({"exponent": {"address": 5, "byte": "high", "base": 2}}, "exponent.base': unknown key"),
+    ({"exponent": 4}, "At 'points.voltage_l1_n.exponent': must be a table"),
+    ({"sign": {"address": 5, "bit": 16}}, "At 'points.voltage_l1_n.sign.bit': must be a bit number"),
+    ({"type": "int16", "sign": {"address": 5, "bit": 0}}, "At 'points.voltage_l1_n.sign': needs an unsigned"),
+    ({"type": "float32", "invalid": "max"}, "At 'points.voltage_l1_n.invalid': applies to integer"),
+    ({"invalid": "min"}, "At 'points.voltage_l1_n.invalid': 'min' is not one of none, max"),
+    ({"address": 0xFFFF, "type": "uint32"}, "runs past 0xFFFF"),
+    ({"scale": float("inf")}, "At 'points.voltage_l1_n.scale': must be a finite, non-zero number"),
+    ({"fc": 3.0}, "At 'points.voltage_l1_n.fc'"),
+    ({"exponent": {"address": 40, "byte": "high"}}, "span 31, more than max_registers (20)"),
+])
+def test_point_extensions_are_validated_with_their_path(point: dict[str, object], expected: str) -> None:
+    raw = {"fc": 3, "address": 10, "type": "uint16", "scale": 0.1} | point
+    problems = _problems({"voltage_l1_n": raw})
+    assert any(expected in p for p in problems), problems
+
+
+def test_valid_extensions_load_into_the_point() -> None:
+    model = model_from_table("m", _model({
+        "active_power_total": {"fc": 3, "address": 10, "type": "uint16",
+                               "exponent": {"address": 2, "byte": "high", "offset": -4},
+                               "sign": {"address": 2, "bit": 3}, "ratio": "ctpt"},
+        "current_l1": {"fc": 3, "address": 11, "type": "uint16", "ratio": "ct",
+                       "exponent": {"address": 1, "byte": "word"}},
+    }), "test")
+    power = model.points["active_power_total"]
+    assert (power.ratio, power.exponent, power.sign) == ("ctpt", Exponent(2, "high", -4), SignBit(2, 3))
+    assert power.registers == (2, 10)
+    assert model.points["current_l1"].exponent == Exponent(1, "word", 0)
+    assert model.points["frequency"].registers == (0,)
+
+
+def test_a_model_wide_invalid_marker_applies_to_integer_points_only() -> None:
+    model = model_from_table("m", _model({"voltage_l1_n": {"fc": 3, "address": 2, "type": "float32"},
+                                          "current_l1": {"fc": 3, "address": 4, "type": "uint16",
+                                                         "invalid": "none"}},
+                                         invalid="max"), "test")
+    assert model.points["frequency"].invalid == "max"
+    assert model.points["voltage_l1_n"].invalid is None
+    assert model.points["current_l1"].invalid is None
+    assert any("At 'invalid'" in p for p in _problems({}, invalid="all"))
+
+
+def test_probe_limits_must_be_numbers() -> None:
+    problems = _problems({}, probe={"measurement": "frequency", "low": "45", "high": 55, "x": 1})
+    assert "At 'probe.low': required, a finite number" in problems
+    assert "At 'probe.x': unknown key" in problems
+
+
+@pytest.mark.parametrize("fields", [
+    {"value_type": "int8"}, {"word_order": "abcd"}, {"function": 6}, {"scale": 0.0},
+    {"measurement": "flux"}, {"ratio": "pt"}, {"sign": SignBit(0, 1)},
+    {"invalid": "max", "value_type": "float32"}, {"exponent": Exponent(0, "high")},
+])
+def test_points_check_themselves_when_built_in_code(fields: dict[str, object]) -> None:
+    base: dict[str, object] = {"measurement": "current_l1", "function": 3, "address": 0,
+                               "value_type": "uint16", "scale": 1.0, "word_order": "ABCD"}
+    with pytest.raises(ValueError):
+        Point(**(base | fields))  # type: ignore[arg-type]
+
+
+def test_decode_registers_and_encode_value_reject_unknown_names_with_value_error() -> None:
+    for call in (lambda: decode_registers([0], "int8"), lambda: decode_registers([0, 0], "uint32", "XYZW"),
+                 lambda: decode_registers([0x10000], "uint16"), lambda: decode_registers([-1], "uint16"),
+                 lambda: encode_value(1, "int8"), lambda: encode_value(70000, "uint16"),
+                 lambda: encode_value(float("nan"), "int32"), lambda: register_count("bogus")):
+        with pytest.raises(ValueError):
+            call()
