@@ -64,8 +64,10 @@ class ModbusPoller:
     """The one owner of one line (a serial port, or a TCP connection to a PLC or serial server)."""
 
     def __init__(self, client: Client, meters: Sequence[MeterConfig], *, timing: LineTiming | None,
+                 timeout_s: float = 0.25,
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
         self._client = client
+        self._timeout_s = timeout_s
         self._timing = timing or LineTiming(115200)
         self._silence_s = timing.silence_s if timing else 0.0  # TCP needs no inter-frame gap
         self._clock_ms = clock_ms
@@ -111,6 +113,7 @@ class ModbusPoller:
             time.sleep(wait)  # pymodbus enforces no t3.5 between requests; slow meters need it
         read = (self._client.read_holding_registers if block.function == 3
                 else self._client.read_input_registers)
+        self._set_timeout(self._timeout_s + self._timing.transaction_s(block.count))
         self._received = 0
         try:
             response = read(block.start, count=block.count, device_id=unit)
@@ -135,6 +138,15 @@ class ModbusPoller:
             raise MeterGarbled(f"unit {unit} sent {len(registers)} registers, asked {block.count}",
                                unit_id=unit, address=block.start)
         return registers
+
+    def _set_timeout(self, seconds: float) -> None:
+        """The configured timeout is the meter's budget to *start* answering; pymodbus times the
+        whole exchange, and a 125-register answer alone takes 265 ms at 9600 Bd. So each request
+        gets the budget plus its own wire time. pymodbus keeps the per-request deadline in
+        comm_params.timeout_connect (3.16; the hw tests fail loudly if that ever changes)."""
+        params = getattr(self._client, "comm_params", None)
+        if params is not None:
+            params.timeout_connect = seconds
 
     def read(self, meter_id: str, *, instants: bool = True, counters: bool = True) -> PollResult:
         """Read the due points of one meter. Points of a failed block come back with quality

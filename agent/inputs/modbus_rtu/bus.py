@@ -22,5 +22,5 @@ def rtu_poller(config: BusConfig) -> ModbusPoller:
         parity=config.parity, stopbits=config.stopbits, timeout=config.timeout_ms / 1000,
         retries=0, reconnect_delay=0, trace_packet=lambda sending, data: poller.note_traffic(sending, data),
     )
-    poller = ModbusPoller(client, config.meters, timing=timing)
+    poller = ModbusPoller(client, config.meters, timing=timing, timeout_s=config.timeout_ms / 1000)
     return poller

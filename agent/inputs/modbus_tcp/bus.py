@@ -18,5 +18,5 @@ def tcp_poller(config: BusConfig) -> ModbusPoller:
         trace_packet=lambda sending, data: poller.note_traffic(sending, data),
     )
     # No inter-frame silence on TCP; a serial server behind it keeps its own line timing.
-    poller = ModbusPoller(client, config.meters, timing=None)
+    poller = ModbusPoller(client, config.meters, timing=None, timeout_s=config.timeout_ms / 1000)
     return poller
