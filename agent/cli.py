@@ -11,9 +11,10 @@ from pathlib import Path
 
 import click
 
-from agent.buffer import SqliteBuffer
+from agent.buffer import StoreReport, inspect_store
 from agent.config import load_config
-from agent.runner import BUFFER_FILE, STATS_FILE, build_agent, make_poller
+from agent.runner import BUFFER_FILE, MIB, STATS_FILE, build_agent, make_poller
+from agent.scan import scan_command
 from nengtan.clikit import CONTEXT_SETTINGS, emit_json, handle_errors, setup_logging
 from nengtan.errors import StoreError
 
@@ -107,26 +108,58 @@ def read(config_path: Path, meter_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handle_errors
 def status(config_path: Path, as_json: bool) -> None:
-    """Show the local buffer: cycles stored, unsent readings, the oldest unsent one.
+    """Show the local buffer (read-only, safe beside the running agent): epoch, unsent depth,
+    age of the oldest unsent cycle, size against the cap, pending gaps, alarms, quarantine.
 
     Example:
 
-        nengtan agent status --config /etc/nengtan/agent.toml
+        nengtan agent status --config /etc/nengtan/agent.toml --json
     """
     config = load_config(config_path)
-    path = config.gateway.state_dir / BUFFER_FILE
-    if not path.exists():
-        raise StoreError(f"no buffer at {path} yet: the agent has not run with this config")
-    buffer = SqliteBuffer(path, gateway=config.gateway.id, sealer=lambda _: "")
-    try:
-        stats = buffer.stats()
-    finally:
-        buffer.close()
+    report = inspect_store(config.gateway.state_dir / BUFFER_FILE,
+                           max_bytes=config.gateway.buffer_max_mb * MIB,
+                           full_policy=config.gateway.buffer_full_policy)
     if as_json:
-        emit_json(asdict(stats))
-    else:
-        for key, value in asdict(stats).items():
-            click.echo(f"{key:18} {value}")
+        emit_json(asdict(report))
+        return
+    for label, value in _status_lines(report):
+        click.echo(f"{label:16} {value}")
+    for alarm in report.alarms:
+        when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(alarm.raised_ms / 1000))
+        click.echo(f"  {when}  {alarm.kind}: {alarm.message}")
+
+
+def _status_lines(report: StoreReport) -> list[tuple[str, str]]:
+    s = report.stats
+    age = "-" if report.oldest_unsent_age_s is None else _duration(report.oldest_unsent_age_s)
+    cap = f"{s.db_bytes / MIB:.1f} MiB of {(s.max_bytes or 0) / MIB:.0f} MiB cap " \
+          f"({100 * s.db_bytes / (s.max_bytes or 1):.0f} %), policy {report.full_policy}"
+    gaps = ", ".join(f"{g.first}..{g.last} ({g.readings} readings, {g.reason})"
+                     for g in report.gaps) or "none"
+    return [
+        ("epoch", f"{s.epoch} (epoch file: {report.epoch_file if report.epoch_file else 'missing'})"),
+        ("last seq", str(s.last_seq)),
+        ("unsent", f"{s.unsent_cycles} cycle(s), {s.unsent_readings} reading(s), "
+                   f"{s.unsent_envelopes} sealed envelope(s), {s.unsealed_cycles} unsealed cycle(s)"),
+        ("oldest unsent", age),
+        ("stored", f"{s.cycles} cycle(s) including sent history"),
+        ("size", cap),
+        ("pending gaps", gaps),
+        ("dropped", f"{s.dropped_cycles} cycle(s), {s.dropped_readings} reading(s) this epoch"),
+        ("quarantine", ", ".join(report.quarantined) or "empty"),
+        ("alarms", f"{report.alarm_count}" + (f" (last {len(report.alarms)} below)"
+                                              if report.alarms else "")),
+    ]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 @agent.command("bus-stats")
@@ -186,3 +219,6 @@ def models(as_json: bool) -> None:
     for row in rows:
         click.echo(f"{row['model']:<24} {row['manufacturer']:<12} {row['points']:>3} points  "
                    f"{row['description']}")
+
+
+agent.add_command(scan_command)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from cloud_receiver.config import load_config
+from cloud_receiver.gaps import build_gap_report, render_gaps
 from cloud_receiver.registry import Registry
 from cloud_receiver.report import build_report, render_text
 from cloud_receiver.service import install_signal_handlers, run
@@ -144,3 +145,31 @@ def quarantine_command(config_path: Path, as_json: bool, reason: str | None, lim
         click.echo(f"#{q.id} {when} {q.reason:<16} {q.topic} ({len(q.payload)} bytes)\n"
                    f"    {q.detail}")
     click.echo("Counts: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
+
+
+@receiver.command(name="gaps")
+@_CONFIG
+@_JSON
+@click.option("--gateway", default=None, help="Only this gateway id.")
+@handle_errors
+def gaps_command(config_path: Path, as_json: bool, gateway: str | None) -> None:
+    """List the cycle ranges the receiver is missing, per gateway and epoch.
+
+    A range is "declared" when the gateway's signed gap records cover it (it dropped
+    those cycles itself, e.g. at its disk cap) and "missing" otherwise: lost on the way,
+    or not yet arrived. Ranges run up to the highest cycle stored or claimed by a signed
+    checkpoint. Checkpoints that contradict stored envelopes are listed as security alerts.
+
+    \b
+    Example:
+        nengtan receiver gaps --config receiver.toml --gateway gw-zz-01
+        nengtan receiver gaps --config receiver.toml --json | jq '.streams[].ranges'
+    """
+    config = load_config(config_path)
+    store = open_store(config.storage_path, create=False)
+    try:
+        result = build_gap_report(store, gateway)
+    finally:
+        store.close()
+    click.echo(json.dumps(result.as_dict(), ensure_ascii=False, indent=2) if as_json
+               else render_gaps(result))

@@ -5,6 +5,7 @@ Why a persistent session: the broker then queues envelopes while the receiver is
 PUBACK sent before our commit would let a crash lose an envelope the broker has forgotten. If the
 database cannot be written we send no ack and drop the connection; on reconnect the broker
 redelivers every unacknowledged message, and the idempotent ingest absorbs any duplicates.
+It subscribes to ``<prefix>/+/batch`` (envelopes) and ``<prefix>/+/checkpoint`` (checkpoints).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
@@ -22,7 +24,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cloud_receiver.config import MqttConfig, ReceiverConfig
-from cloud_receiver.ingest import Ingestor
+from cloud_receiver.ingest import Ingestor, topic_filters
 from cloud_receiver.registry import Registry
 from cloud_receiver.store import open_store
 from nengtan.errors import ConfigError, IdentityError
@@ -37,9 +39,10 @@ POLL_S = 0.2
 class Subscriber:
     """The paho callbacks. Kept apart from the client so tests can drive them directly."""
 
-    def __init__(self, ingestor: Ingestor, topic_filter: str,
+    def __init__(self, ingestor: Ingestor, topic_filter: str | Sequence[str],
                  ready: threading.Event | None = None) -> None:
-        self._ingestor, self._filter = ingestor, topic_filter
+        self._ingestor = ingestor
+        self._filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter)
         self._ready = ready
         #: Set when a message could not be stored; ``run`` then reconnects after a pause.
         self.store_failed = threading.Event()
@@ -51,15 +54,15 @@ class Subscriber:
             return
         log.info("connected; broker kept our session: %s", flags.session_present)
         # Subscribing again is harmless when the session survived, and needed when it did not.
-        client.subscribe(self._filter, qos=QOS)
+        client.subscribe([(f, QOS) for f in self._filters])
 
     def on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                      reason_codes: list[ReasonCode], properties: Properties | None) -> None:
-        failed = [str(rc) for rc in reason_codes if rc.is_failure]
+        failed = [f"{f}: {rc}" for f, rc in zip(self._filters, reason_codes) if rc.is_failure]
         if failed:
-            log.error("broker refused the subscription to %s: %s", self._filter, failed)
+            log.error("broker refused the subscription to %s", ", ".join(failed))
             return
-        log.info("subscribed to %s", self._filter)
+        log.info("subscribed to %s", ", ".join(self._filters))
         if self._ready is not None:
             self._ready.set()
 
@@ -156,7 +159,7 @@ def run(config: ReceiverConfig, stop_event: threading.Event, *,
         log.info("registry: %d key(s) enrolled, %d record(s) rejected",
                  len(registry.keys()), len(loaded.errors))
         ingestor = Ingestor(store, registry, topic_prefix=config.mqtt.topic_prefix)
-        subscriber = Subscriber(ingestor, f"{config.mqtt.topic_prefix}/+/batch", ready)
+        subscriber = Subscriber(ingestor, topic_filters(config.mqtt.topic_prefix), ready)
         while not stop_event.is_set():
             _session(config.mqtt, subscriber, stop_event)
             if subscriber.store_failed.is_set():

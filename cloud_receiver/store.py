@@ -8,11 +8,13 @@ the same cycle (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL would use ``SELECT … F
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+from nengtan.envelope import ClockInfo, Gap
 
 
 @dataclass(frozen=True)
@@ -40,14 +42,77 @@ class StoredEnvelope:
     token: str
 
 
-@dataclass(frozen=True)
-class ReadingRow:
+class ReadingRow(NamedTuple):
+    """One reading to store. A plain tuple of the same shape will do (``Batch.rows()``)."""
+
     seq: int  # the cycle's seq; gateway and epoch come from the envelope
     meter: str
     measurement: str
     ts_ms: int
     value: float | None
     quality: str
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    hash: str  # chain-style hash of the checkpoint token: identical resends share it
+    gateway: str
+    epoch: int
+    last: int
+    head: str | None
+    sealed: int
+    clock: ClockInfo | None
+    kid: str
+    received_ms: int
+    token: str
+    #: None while no stored envelope covers ``last``; True if the one ending at ``last`` has
+    #: hash ``head``; False if what is stored disagrees (a security alert).
+    head_ok: bool | None = None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A security alert kept for people to look at (``checkpoint_conflict``)."""
+
+    received_ms: int
+    kind: str
+    gateway: str
+    epoch: int
+    detail: str
+    id: int = 0  # assigned by the store
+
+
+@dataclass(frozen=True)
+class MissingRange:
+    """Cycles ``first..last`` of one (gateway, epoch) that no stored envelope holds.
+
+    ``status`` is ``declared`` when the gateway's signed gap records cover the range (``reason``
+    names theirs, comma-separated if several), else ``missing``: lost, or still on the way.
+    """
+
+    first: int
+    last: int
+    status: str  # "missing" | "declared"
+    reason: str | None = None
+
+    @property
+    def cycles(self) -> int:
+        return self.last - self.first + 1
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    """What the receiver knows about one (gateway, epoch)."""
+
+    gateway: str
+    epoch: int
+    envelopes: int  # stored
+    stored_last: int  # highest cycle seq stored; 0 if none
+    checkpoint_last: int  # highest ``last`` any checkpoint claims; 0 if none
+    checkpoint_sealed: int  # ``sealed`` of that checkpoint
+    checkpoint_received_ms: int | None
+    checkpoints: int
+    conflicts: int  # checkpoints whose head disagrees with the stored envelope
 
 
 @dataclass(frozen=True)
@@ -86,8 +151,25 @@ class StoreTxn(Protocol):
     ) -> StoredEnvelope | None:
         """A stored envelope, not starting at ``seq``, that covers any cycle of ``seq..last``."""
 
-    def add_envelope(self, envelope: StoredEnvelope, readings: Iterable[ReadingRow]) -> int:
-        """Insert the envelope and its readings; return how many readings were new."""
+    def envelope_covering(self, gateway: str, epoch: int, seq: int) -> StoredEnvelope | None:
+        """The stored envelope that holds cycle ``seq``."""
+
+    def add_envelope(self, envelope: StoredEnvelope,
+                     readings: Iterable[tuple[int, str, str, int, float | None, str]], *,
+                     version: int = 1, clock: ClockInfo | None = None,
+                     gaps: Sequence[Gap] = ()) -> int:
+        """Insert the envelope, its clock info, the gaps it declares and its readings (rows
+        shaped like ``ReadingRow``); return how many readings were new."""
+
+    def settle_checkpoints(self, envelope: StoredEnvelope) -> list[StoredCheckpoint]:
+        """Judge the unjudged checkpoints whose ``last`` falls in the newly stored envelope;
+        return those it contradicts (their ``head_ok`` is now False)."""
+
+    def has_checkpoint(self, hash: str) -> bool: ...
+
+    def add_checkpoint(self, checkpoint: StoredCheckpoint) -> None: ...
+
+    def add_alert(self, alert: Alert) -> None: ...
 
 
 class Store(Protocol):
@@ -118,6 +200,42 @@ class Store(Protocol):
 
     def stats(self) -> dict[str, int]:
         """Row counts per table, for status output and tests."""
+
+    def streams(self, gateway: str | None = None) -> list[StreamSummary]:
+        """Every (gateway, epoch) with stored envelopes, gaps or checkpoints, in order."""
+
+    def missing_ranges(self, gateway: str, epoch: int) -> list[MissingRange]:
+        """The cycle ranges from 1 up to the higher of the highest stored ``last`` and the
+        highest checkpoint ``last`` that no stored envelope holds, ascending, each marked
+        ``declared`` (covered by gap records, with their reason) or ``missing``."""
+
+    def gaps(self, gateway: str, epoch: int) -> list[Gap]:
+        """The gap records the gateway declared for this epoch."""
+
+    def alerts(self, *, limit: int) -> list[Alert]:
+        """Security alerts, newest first."""
+
+
+def classify_holes(holes: Iterable[tuple[int, int]], gaps: Iterable[Gap]) -> list[MissingRange]:
+    """Split each hole (``first..last`` held by no stored envelope) into ``declared`` parts,
+    covered by gap records, and ``missing`` parts; adjacent parts alike are merged. Shared by
+    every backend: it only needs the holes, which a backend finds with one query."""
+    gaps = sorted(gaps, key=lambda g: (g.first, g.last))
+    out: list[MissingRange] = []
+    for first, last in sorted(holes):
+        inside = [g for g in gaps if g.first <= last and g.last >= first]
+        cuts = sorted({first, last + 1} | {max(g.first, first) for g in inside}
+                      | {min(g.last, last) + 1 for g in inside})
+        for start, stop in zip(cuts, cuts[1:]):
+            reasons = sorted({g.reason for g in inside if g.first <= start <= g.last})
+            part = MissingRange(start, stop - 1, "declared" if reasons else "missing",
+                                ",".join(reasons) or None)
+            if (out and out[-1].last + 1 == part.first
+                    and (out[-1].status, out[-1].reason) == (part.status, part.reason)):
+                part = MissingRange(out[-1].first, part.last, part.status, part.reason)
+                out.pop()
+            out.append(part)
+    return out
 
 
 def open_store(path: Path | str, *, create: bool = True) -> Store:

@@ -1,9 +1,36 @@
 """Durable buffers between the meters and the uplink. Every implementation passes one contract
 suite (tests/unit/buffer/test_contract.py): add a cycle, begin a batch, end it with what the next
-hop accepted and rejected."""
+hop accepted and rejected; drops are declared as signed gaps, never silent."""
 
-from agent.buffer._contract import Buffer, BufferStats, Sealed, Sealer
+from agent.buffer._clock import system_clock
+from agent.buffer._contract import (
+    FULL_POLICIES,
+    LIVE_S,
+    Alarm,
+    Buffer,
+    BufferFull,
+    BufferStats,
+    ClockSource,
+    Sealed,
+    Sealer,
+)
+from agent.buffer._inspect import StoreReport, inspect_store
 from agent.buffer._memory import MemoryBuffer
 from agent.buffer._sqlite import SqliteBuffer
 
-__all__ = ["Buffer", "BufferStats", "MemoryBuffer", "Sealed", "Sealer", "SqliteBuffer"]
+__all__ = [
+    "FULL_POLICIES",
+    "LIVE_S",
+    "Alarm",
+    "Buffer",
+    "BufferFull",
+    "BufferStats",
+    "ClockSource",
+    "MemoryBuffer",
+    "Sealed",
+    "Sealer",
+    "SqliteBuffer",
+    "StoreReport",
+    "inspect_store",
+    "system_clock",
+]

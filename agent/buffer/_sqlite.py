@@ -1,146 +1,187 @@
 """The SQLite buffer: WAL with synchronous=FULL, one transaction per poll cycle.
 
-Technicians can read it with the sqlite-utils CLI, e.g.
+Opening checks the store and quarantines a damaged one (_open.py); ``add`` keeps the store under
+its disk cap (_cap.py); ``begin`` streams: it reads cycle metadata, then the readings of one
+envelope at a time, and tokens only of what it returns, so a backlog of a million readings is
+never in memory. Technicians can read the store with the sqlite-utils CLI, e.g.
 ``sqlite-utils rows /var/lib/nengtan/buffer.db envelopes --limit 5``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
-import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
-import sqlite_utils
-
-from agent.buffer._contract import BufferStats, Sealed, Sealer
-from nengtan.envelope import Cycle, Envelope, Reading, envelope_hash
+from agent.buffer._cap import delete_envelopes, make_room
+from agent.buffer._clock import is_live, system_clock
+from agent.buffer._contract import (
+    FULL_POLICIES,
+    LIVE_S,
+    Alarm,
+    BufferFull,
+    BufferStats,
+    ClockSource,
+    Sealed,
+    Sealer,
+    send_order,
+)
+from agent.buffer._db import Db, sqlite_code
+from agent.buffer._memory import SEAL_BUDGET
+from agent.buffer._open import open_store
+from nengtan.envelope import Cycle, Envelope, Gap, Reading, envelope_hash
 from nengtan.errors import StoreError
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
 
-
-def _migrate(db: sqlite_utils.Database) -> None:
-    """Bring the schema to SCHEMA_VERSION; each step runs once, recorded in user_version."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version < 1:
-        db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
-        db.table("cycles").create(
-            {"seq": int, "taken_ms": int, "synced": int, "n": int, "readings": str, "envelope": int},
-            pk="seq", if_not_exists=True,
-        )
-        db.table("cycles").create_index(["envelope", "seq"], if_not_exists=True)
-        db.table("envelopes").create(
-            {"seq": int, "last": int, "hash": str, "token": str, "readings": int,
-             "sealed_ms": int, "sent_ms": int},
-            pk="seq", if_not_exists=True,
-        )
-        db.table("envelopes").create_index(["sent_ms", "seq"], if_not_exists=True)
-        db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', '1'), ('next_seq', '1')")
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+PRUNE_CHUNK = 200  # envelopes per transaction when history expires: few, short SD writes
+PRUNE_MAX_CHUNKS = 50  # per call: a huge expired history goes over several hourly runs
+SCAN_CHUNK = 500  # cycle rows read at a time while planning an envelope
+FREE_SHARE, FREE_MIN_PAGES = 0.25, 2048  # release free pages when ≥ 25 % and ≥ 8 MB of the file
 
 
 class SqliteBuffer:
-    def __init__(self, path: Path | str, *, gateway: str, sealer: Sealer) -> None:
-        self._gateway, self._sealer = gateway, sealer
+    def __init__(self, path: Path | str, *, gateway: str, sealer: Sealer,
+                 max_bytes: int | None = None, full_policy: str = "drop_oldest",
+                 clock: ClockSource = system_clock, seal_budget: int = SEAL_BUDGET,
+                 live_s: float = LIVE_S) -> None:
+        if full_policy not in FULL_POLICIES:
+            raise ValueError(f"full_policy must be one of {FULL_POLICIES}")
+        self._gateway, self._sealer, self._clock = gateway, sealer, clock
+        self._max_bytes, self._policy = max_bytes, full_policy
+        self._seal_budget, self._live_s = seal_budget, live_s
         self._inflight: set[int] = set()
+        now = clock()
         try:
-            # Autocommit mode: every transaction below is explicit, so its extent is visible.
-            self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # FULL syncs the WAL at every commit: a committed cycle survives a power cut.
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._db = sqlite_utils.Database(self._conn)
-            with self._transaction():
-                _migrate(self._db)
-            self._epoch = int(self._meta("epoch"))
-        except sqlite3.Error as exc:
+            opened = open_store(Path(path), now.wall_ms, now.boot_id)
+            self._db = Db(opened.conn, Path(path), max_bytes)
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the buffer at {path}: {exc}") from exc
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
-
-    def _meta(self, key: str) -> str:
-        return str(self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
+        self._conn = self._db.conn
+        self._epoch = opened.epoch
+        for kind, message in opened.alarms:
+            self.alarm(kind, message)
 
     @property
     def epoch(self) -> int:
         return self._epoch
 
+    @property
+    def path(self) -> Path:
+        return self._db.path
+
+    # -- add -----------------------------------------------------------------------------------
     def add(self, readings: Sequence[Reading], *, taken_ms: int, time_synced: bool) -> int:
         blob = json.dumps([r.as_wire() for r in readings], separators=(",", ":"), allow_nan=False)
+        now = self._clock()
         try:
-            with self._transaction() as conn:
-                seq = int(self._meta("next_seq"))
-                conn.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (str(seq + 1),))
-                conn.execute(
-                    "INSERT INTO cycles (seq, taken_ms, synced, n, readings) VALUES (?, ?, ?, ?, ?)",
-                    (seq, taken_ms, int(time_synced), len(readings), blob),
-                )
+            if self._max_bytes is not None and not make_room(
+                    self._db, max_bytes=self._max_bytes, need=len(blob) + 64, policy=self._policy,
+                    inflight=self._inflight, now_ms=now.wall_ms):
+                self._refuse(len(readings), now.wall_ms, "the buffer is at its cap "
+                             f"({self._max_bytes} bytes) and the policy is block")
+            with self._db.transaction() as conn:
+                seq = int(self._db.meta("next_seq"))
+                self._db.set_meta("next_seq", seq + 1)
+                conn.execute("INSERT INTO cycles (seq, taken_ms, synced, n, readings, boot_id, mono_ms)"
+                             " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (seq, taken_ms, int(time_synced), len(readings), blob, now.boot_id,
+                              now.mono_ms))
         except sqlite3.Error as exc:
+            if sqlite_code(exc) == sqlite3.SQLITE_FULL:
+                self._refuse(len(readings), now.wall_ms, f"the disk is full: {exc}")
             raise StoreError(f"cannot commit poll cycle: {exc}") from exc
         return seq
 
-    def _seal_one(self, max_readings: int) -> bool:
-        rows = self._conn.execute(
-            "SELECT seq, synced, n, readings FROM cycles WHERE envelope IS NULL ORDER BY seq LIMIT 1000"
-        ).fetchall()
-        run: list[tuple[int, int, int, str]] = []
-        total = 0
-        for row in rows:
-            if run and (row[1] != run[0][1] or total + row[2] > max_readings):
-                break
-            run.append(row)
-            total += row[2]
+    def _refuse(self, readings: int, now_ms: int, why: str) -> NoReturn:
+        """Give the refused cycle a seq and declare it as a gap, so the receiver sees it is
+        missing; then raise BufferFull."""
+        try:
+            with self._db.transaction():
+                seq = int(self._db.meta("next_seq"))
+                self._db.set_meta("next_seq", seq + 1)
+                self._db.record_gap(seq, seq, readings, "buffer_full", now_ms)
+        except sqlite3.Error as exc:
+            raise BufferFull(f"cycle refused ({why}); it could not even be declared: {exc}") from exc
+        raise BufferFull(f"cycle {seq} refused: {why}")
+
+    # -- begin / end ---------------------------------------------------------------------------
+    def _plan(self, max_readings: int) -> list[tuple[int, int, int]]:
+        """The next run of unsealed cycles to seal: consecutive seqs, one sync state, at most
+        ``max_readings`` readings (a bigger single cycle goes alone). Reads metadata only."""
+        run: list[tuple[int, int, int]] = []
+        total, after = 0, 0
+        while True:
+            rows = self._conn.execute(
+                "SELECT seq, synced, n FROM cycles WHERE envelope IS NULL AND seq > ? ORDER BY seq "
+                "LIMIT ?", (after, SCAN_CHUNK)).fetchall()
+            for row in rows:
+                if run and (row[1] != run[0][1] or row[0] != run[-1][0] + 1
+                            or total + row[2] > max_readings or len(run) >= max_readings):
+                    return run
+                run.append(row)
+                total += row[2]
+            if len(rows) < SCAN_CHUNK:
+                return run
+            after = rows[-1][0]
+
+    def _seal_one(self, max_readings: int) -> int:
+        run = self._plan(max_readings)
         if not run:
-            return False
-        head = self._conn.execute("SELECT hash FROM envelopes ORDER BY seq DESC LIMIT 1").fetchone()
-        cycles = tuple(Cycle(seq, tuple(Reading(*r) for r in json.loads(blob)))
-                       for seq, _, _, blob in run)
-        env = Envelope(self._gateway, self._epoch, run[0][0], run[-1][0],
-                       head[0] if head else None, bool(run[0][1]), cycles)
+            return 0
+        first, last = run[0][0], run[-1][0]
+        rows = self._conn.execute("SELECT seq, readings, boot_id, mono_ms FROM cycles "
+                                  "WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, last)).fetchall()
+        # A gap rides in the first envelope sealed after it that starts above it (the wire
+        # wants first <= last < seq); a refused cycle's gap waits for the next stored cycle.
+        gaps = self._conn.execute("SELECT id, first, last, readings, reason FROM gaps "
+                                  "WHERE envelope IS NULL AND last < ? ORDER BY first",
+                                  (first,)).fetchall()
+        head = self._db.meta("head") or None
+        env = Envelope(self._gateway, self._epoch, first, last, head, bool(run[0][1]),
+                       tuple(Cycle(seq, tuple(Reading(*r) for r in json.loads(blob)))
+                             for seq, blob, _, _ in rows),
+                       gaps=tuple(Gap(*g[1:]) for g in gaps), clock=self._clock())
         token = self._sealer(env)
-        with self._transaction() as conn:
+        digest, total = envelope_hash(token), sum(r[2] for r in run)
+        with self._db.transaction() as conn:
             conn.execute(
-                "INSERT INTO envelopes (seq, last, hash, token, readings, sealed_ms) VALUES (?,?,?,?,?,?)",
-                (env.seq, env.last, envelope_hash(token), token, total, int(time.time() * 1000)),
-            )
-            conn.execute("UPDATE cycles SET envelope = ? WHERE seq BETWEEN ? AND ?",
-                         (env.seq, env.seq, env.last))
-        return True
+                "INSERT INTO envelopes (seq, last, hash, token, readings, sealed_ms, boot_id, mono_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (first, last, digest, token, total, env.clock.wall_ms if env.clock else 0,
+                 rows[-1][2], rows[-1][3]))
+            conn.execute("UPDATE cycles SET envelope = ? WHERE seq BETWEEN ? AND ?", (first, first, last))
+            conn.executemany("UPDATE gaps SET envelope = ? WHERE id = ?", [(first, g[0]) for g in gaps])
+            self._db.set_meta("head", digest)
+        return max(total, 1)
 
     def begin(self, *, max_envelopes: int, max_readings: int) -> list[Sealed]:
         try:
-            while True:
-                ready = self._ready(max_envelopes)
-                if len(ready) >= max_envelopes or not self._seal_one(max_readings):
-                    break
+            budget = self._seal_budget
+            while budget > 0 and (done := self._seal_one(max_readings)):
+                budget -= done
+            now, limit = self._clock(), max_envelopes + len(self._inflight)
+            ends = [[(seq, is_live(now, boot, mono, self._live_s)) for seq, boot, mono in
+                     self._conn.execute("SELECT seq, boot_id, mono_ms FROM envelopes WHERE sent_ms "
+                                        f"IS NULL ORDER BY seq {way} LIMIT ?", (limit,))]
+                    for way in ("ASC", "DESC")]
+            order = send_order(ends[0], ends[1], self._inflight, max_envelopes)
+            found = {row[0]: Sealed(*row) for row in self._conn.execute(
+                "SELECT seq, last, token, readings FROM envelopes WHERE seq IN "
+                f"({','.join('?' * len(order))})", order)}
         except sqlite3.Error as exc:
             raise StoreError(f"cannot seal envelopes: {exc}") from exc
-        self._inflight.update(s.seq for s in ready)
-        return ready
-
-    def _ready(self, limit: int) -> list[Sealed]:
-        rows = self._conn.execute(
-            "SELECT seq, last, token, readings FROM envelopes WHERE sent_ms IS NULL ORDER BY seq "
-            "LIMIT ?", (limit + len(self._inflight),),
-        ).fetchall()
-        return [Sealed(*r) for r in rows if r[0] not in self._inflight][:limit]
+        self._inflight.update(order)
+        return [found[seq] for seq in order]
 
     def end(self, accepted: Iterable[int], rejected: Iterable[int]) -> None:
         done = list(accepted)
-        now = int(time.time() * 1000)
+        now = self._clock().wall_ms
         try:
-            with self._transaction() as conn:
+            with self._db.transaction() as conn:
                 conn.executemany("UPDATE envelopes SET sent_ms = ? WHERE seq = ?",
                                  [(now, seq) for seq in done])
         except sqlite3.Error as exc:
@@ -148,13 +189,39 @@ class SqliteBuffer:
         self._inflight.difference_update(done)
         self._inflight.difference_update(rejected)
 
+    # -- history, alarms, stats ----------------------------------------------------------------
+    def prune_history(self, *, sent_before_ms: int) -> int:
+        gone = 0
+        try:
+            for _ in range(PRUNE_MAX_CHUNKS):
+                rows = self._conn.execute(
+                    "SELECT seq, last FROM envelopes WHERE sent_ms < ? ORDER BY sent_ms LIMIT ?",
+                    (sent_before_ms, PRUNE_CHUNK)).fetchall()
+                if not rows:
+                    break
+                gone += delete_envelopes(self._db, rows)
+            released = self._db.release_free_pages(FREE_SHARE, FREE_MIN_PAGES)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot prune the sent history: {exc}") from exc
+        if gone or released:
+            log.info("history: %d sent cycle(s) expired, %d free page(s) released", gone, released)
+        return gone
+
+    def alarm(self, kind: str, message: str) -> None:
+        log.error("ALARM %s: %s", kind, message)
+        try:
+            self._db.record_alarm(kind, message, self._clock().wall_ms)
+        except sqlite3.Error as exc:
+            log.error("cannot record the alarm in %s: %s", self._db.path, exc)
+
+    def alarms(self) -> list[Alarm]:
+        return [Alarm(*row) for row in self._conn.execute(
+            "SELECT raised_ms, kind, message FROM alarms ORDER BY id")]
+
     def stats(self) -> BufferStats:
-        cycles, last = self._conn.execute("SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM cycles").fetchone()
-        unsent, readings, oldest = self._conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(c.n), 0), MIN(c.taken_ms) FROM cycles c "
-            "LEFT JOIN envelopes e ON e.seq = c.envelope WHERE e.sent_ms IS NULL"
-        ).fetchone()
-        return BufferStats(self._epoch, cycles, unsent, readings, oldest, last)
+        from agent.buffer._inspect import buffer_stats
+
+        return buffer_stats(self._conn, self._epoch, self._db.file_bytes(), self._max_bytes)
 
     def close(self) -> None:
         self._conn.close()

@@ -5,10 +5,10 @@ from agent.config._load import (
     BusConfig,
     GatewayConfig,
     MeterConfig,
-    MqttConfig,
     load_config,
     parse_config,
 )
+from agent.outputs.mqtt.config import MqttConfig
 from agent.config._render import render_docs, render_sample
 from agent.config._schema import SCHEMA
 

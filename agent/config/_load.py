@@ -16,6 +16,7 @@ from jsonschema.exceptions import ValidationError
 
 from agent.config._schema import SCHEMA
 from agent.meters import MeterModel, models
+from agent.outputs.mqtt.config import MqttConfig, mqtt_config
 from agent.meters._model import model_from_table
 from nengtan.errors import ConfigError
 
@@ -27,6 +28,9 @@ class GatewayConfig:
     id: str
     key_file: Path
     state_dir: Path
+    buffer_max_mb: int = 512
+    buffer_full_policy: str = "drop_oldest"
+    history_days: float = 7.0
 
 
 @dataclass(frozen=True)
@@ -57,21 +61,6 @@ class BusConfig:
     @property
     def name(self) -> str:
         return self.port if self.kind == "rtu" else f"tcp://{self.port}"
-
-
-@dataclass(frozen=True)
-class MqttConfig:
-    host: str
-    port: int
-    protocol: str
-    topic_prefix: str
-    keepalive_s: int
-    max_readings_per_envelope: int
-    inflight: int
-    username: str | None
-    password_file: Path | None
-    tls: bool
-    ca_file: Path | None
 
 
 @dataclass(frozen=True)
@@ -136,16 +125,11 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> AgentConf
     if problems:
         raise ConfigError(source, problems)
     gw = _defaults(SCHEMA["properties"]["gateway"], data["gateway"])
-    mq = _defaults(SCHEMA["properties"]["outputs"]["properties"]["mqtt"], data["outputs"]["mqtt"])
     return AgentConfig(
-        gateway=GatewayConfig(gw["id"], Path(gw["key_file"]), Path(gw["state_dir"])),
+        gateway=GatewayConfig(gw["id"], Path(gw["key_file"]), Path(gw["state_dir"]),
+                              gw["buffer_max_mb"], gw["buffer_full_policy"], float(gw["history_days"])),
         buses=buses,
-        mqtt=MqttConfig(
-            mq["host"], mq["port"], mq["protocol"], mq["topic_prefix"].rstrip("/"),
-            mq["keepalive_s"], mq["max_readings_per_envelope"], mq["inflight"], mq["username"],
-            Path(mq["password_file"]) if mq["password_file"] else None, mq["tls"],
-            Path(mq["ca_file"]) if mq["ca_file"] else None,
-        ),
+        mqtt=mqtt_config(data["outputs"]["mqtt"]),
     )
 
 

@@ -20,6 +20,20 @@ GATEWAY: dict[str, Any] = {
                                     "gateway.key credential is used instead."},
         "state_dir": {"type": "string", "default": "/var/lib/nengtan",
                       "description": "Where the SQLite buffer lives; must survive reboots."},
+        "buffer_max_mb": {"type": "integer", "minimum": 1, "default": 512,
+                          "description": "Disk cap of the buffer (database + WAL), in MiB. When a new "
+                                         "cycle would not fit, sent history goes first, then "
+                                         "buffer_full_policy applies. Keep it under half the free "
+                                         "space of the data partition."},
+        "buffer_full_policy": {"enum": ["drop_oldest", "block"], "default": "drop_oldest",
+                               "description": "At the cap with no sent history left: drop_oldest "
+                                              "drops the oldest unsent cycles, block refuses new "
+                                              "ones (and raises an alarm). Either way every drop is "
+                                              "counted and declared as a signed gap in the next "
+                                              "envelope."},
+        "history_days": {"type": "number", "minimum": 0, "default": 7,
+                         "description": "Days sent cycles stay in the buffer for technicians; an "
+                                        "hourly job deletes older ones in small batches."},
     },
 }
 

@@ -13,7 +13,7 @@ import logging
 import struct
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pymodbus.exceptions import ModbusException
@@ -27,6 +27,8 @@ from nengtan.measurements import Kind, lookup
 
 log = logging.getLogger(__name__)
 ILLEGAL_DATA_ADDRESS = 2
+REFUSED_REST_S = 600.0
+REFUSED_REST_MAX_S = 86400.0
 
 
 class MeterGarbled(MeterProtocolError):
@@ -50,12 +52,27 @@ class PollResult:
     silent: bool  # the meter never answered this time: it should back off
 
 
+@dataclass
+class _Cycle:
+    """What one read of one meter produced so far."""
+
+    readings: list[Reading] = field(default_factory=list)
+    answered: bool = False  # anything came back (a value, an exception, garbage)
+    any_ok: bool = False  # at least one request gave registers
+    silent: bool = False
+    refused_now: bool = False  # the last request was refused with exception 02
+    refused: list[Point] = field(default_factory=list)  # lone points refused with exception 02
+
+
 class _MeterState:
     def __init__(self, meter: MeterConfig) -> None:
         self.meter = meter
         self.points = dict(meter.model.points)
         self.bridge_holes = True
-        self.plans: dict[tuple[bool, bool], list[Block]] = {}
+        # measurement -> (retry after, monotonic s; refusals so far): points the meter refuses
+        # with exception 02 while it answers its other reads.
+        self.suspended: dict[str, tuple[float, int]] = {}
+        self.plans: dict[tuple[bool, bool, frozenset[str]], list[Block]] = {}
         self.counters: dict[str, float] = {}
         self.stats = MeterStats()
 
@@ -74,6 +91,7 @@ class ModbusPoller:
         self._state = {m.id: _MeterState(m) for m in meters}
         self._received = 0
         self._idle_since = 0.0
+        self._request_timeout = timeout_s
 
     def note_traffic(self, sending: bool, data: bytes) -> bytes:
         """pymodbus's trace_packet hook: count what came back, to tell silence from garbage."""
@@ -91,11 +109,13 @@ class ModbusPoller:
         self._client.close()
 
     def _plan(self, state: _MeterState, instants: bool, counters: bool) -> list[Block]:
-        key = (instants, counters)
+        now = time.monotonic()
+        resting = frozenset(m for m, (until, _) in state.suspended.items() if until > now)
+        key = (instants, counters, resting)
         if key not in state.plans:
-            wanted = [p for p in state.points.values()
-                      if (lookup(p.measurement).kind is Kind.COUNTER and counters)
-                      or (lookup(p.measurement).kind is Kind.INSTANT and instants)]
+            wanted = [p for p in state.points.values() if p.measurement not in resting
+                      and ((lookup(p.measurement).kind is Kind.COUNTER and counters)
+                           or (lookup(p.measurement).kind is Kind.INSTANT and instants))]
             model = state.meter.model
             state.plans[key] = plan_reads(wanted, max_registers=model.max_registers,
                                           timing=self._timing, turnaround_s=model.turnaround_ms / 1000,
@@ -113,7 +133,8 @@ class ModbusPoller:
             time.sleep(wait)  # pymodbus enforces no t3.5 between requests; slow meters need it
         read = (self._client.read_holding_registers if block.function == 3
                 else self._client.read_input_registers)
-        self._set_timeout(self._timeout_s + self._timing.transaction_s(block.count))
+        self._request_timeout = self._timeout_s + self._timing.transaction_s(block.count)
+        self._set_timeout(self._request_timeout)
         self._received = 0
         try:
             response = read(block.start, count=block.count, device_id=unit)
@@ -152,39 +173,99 @@ class ModbusPoller:
         """Read the due points of one meter. Points of a failed block come back with quality
         'bad' and no value; after the first silence the meter's other blocks are not tried."""
         state = self._state[meter_id]
-        unit = state.meter.unit
-        readings: list[Reading] = []
-        answered, silent = False, False
+        cycle = _Cycle()
         for block in self._plan(state, instants, counters):
-            if silent:
-                readings += self._bad(state, block.points)
-                continue
-            started = time.monotonic()
-            state.stats.requests += 1
-            try:
-                registers = self._request(unit, block)
-            except MeterError as exc:
-                answered |= not isinstance(exc, MeterTimeout)
-                silent = isinstance(exc, MeterTimeout) and not answered
-                self._count_failure(state, exc, block)
-                readings += self._bad(state, block.points)
-                continue
-            answered = True
-            elapsed_ms = (time.monotonic() - started) * 1000
-            state.stats.ok += 1
-            state.stats.latency_ms = elapsed_ms
-            state.stats.latency_max_ms = max(state.stats.latency_max_ms, elapsed_ms)
-            ts = self._clock_ms()
-            readings += [self._decode(state, p, registers, block.start, ts) for p in block.points]
-        if answered and not silent:
+            if cycle.silent:
+                cycle.readings += self._bad(state, block.points)
+            elif not self._attempt(state, block, cycle) and cycle.refused_now:
+                self._split_refused(state, block, cycle)
+        self._settle_refusals(state, cycle)
+        if cycle.answered and not cycle.silent:
             state.stats.last_ok = time.time()
-        return PollResult(meter_id, tuple(readings), silent and not answered)
+        return PollResult(meter_id, tuple(cycle.readings), cycle.silent and not cycle.answered)
+
+    def _attempt(self, state: _MeterState, block: Block, cycle: _Cycle) -> bool:
+        """One request for ``block``; its readings (good or bad) go into ``cycle``."""
+        started = time.monotonic()
+        state.stats.requests += 1
+        cycle.refused_now = False
+        try:
+            registers = self._request(state.meter.unit, block)
+        except MeterError as exc:
+            cycle.answered |= not isinstance(exc, MeterTimeout)
+            cycle.silent = isinstance(exc, MeterTimeout) and not cycle.answered
+            self._count_failure(state, exc)
+            if isinstance(exc, (MeterTimeout, MeterGarbled)):
+                # A late answer may still be on its way: let one as late again pass before the
+                # next request, or it collides with (or is taken for) the next meter's answer.
+                self._idle_since = time.monotonic() + self._request_timeout
+            if isinstance(exc, MeterProtocolError) and exc.code == ILLEGAL_DATA_ADDRESS:
+                cycle.refused_now = True
+                if len(block.points) == 1:
+                    cycle.refused.append(block.points[0])
+            else:
+                cycle.readings += self._bad(state, block.points)
+            return False
+        cycle.answered = cycle.any_ok = True
+        elapsed_ms = (time.monotonic() - started) * 1000
+        state.stats.ok += 1
+        state.stats.latency_ms = elapsed_ms
+        state.stats.latency_max_ms = max(state.stats.latency_max_ms, elapsed_ms)
+        ts = self._clock_ms()
+        cycle.readings += [self._decode(state, p, registers, block.start, ts) for p in block.points]
+        return True
+
+    def _split_refused(self, state: _MeterState, block: Block, cycle: _Cycle) -> None:
+        """Exception 02 on a block: read its runs of adjacent points now, and a refused run point
+        by point. If some succeed, the meter refuses holes (stop bridging them for good) or one
+        point (rested by ``_settle_refusals``); if all are refused, the refusal is meter-wide and
+        teaches nothing."""
+        if len(block.points) == 1:
+            return
+        runs = plan_reads(block.points, max_registers=state.meter.model.max_registers,
+                          timing=self._timing, bridge_holes=False)
+        if len(runs) == 1:  # no hole in it: find the point the meter refuses, one read each
+            runs = [Block(block.function, p.registers[0], p.registers[-1] + 1 - p.registers[0], (p,))
+                    for p in block.points]
+        any_ok, refused = False, []
+        for run in runs:
+            if self._attempt(state, run, cycle):
+                any_ok = True
+            elif cycle.refused_now and len(run.points) > 1:
+                refused.append(run)
+        for run in refused:
+            if any_ok:
+                self._split_refused(state, run, cycle)
+            else:  # everything refused: meter-wide, so do not spend a request per point on it
+                cycle.readings += self._bad(state, run.points)
+        if any_ok and state.bridge_holes:
+            state.bridge_holes = False
+            state.plans.clear()
+            log.warning("meter %s refused a read at fc%d %#06x+%d that others answer: reading "
+                        "without bridging holes", state.meter.id, block.function, block.start,
+                        block.count)
+
+    def _settle_refusals(self, state: _MeterState, cycle: _Cycle) -> None:
+        """A lone point refused while the meter answered other reads is rested, then retried
+        after 10 min, 20 min … a day (firmware and wiring change). A refusal of everything is a
+        meter-wide condition: flagged bad, nothing rested."""
+        cycle.readings += self._bad(state, cycle.refused)
+        if not cycle.any_ok:
+            return
+        for point in cycle.refused:
+            _, count = state.suspended.get(point.measurement, (0.0, 0))
+            rest = min(REFUSED_REST_S * 2 ** count, REFUSED_REST_MAX_S)
+            state.suspended[point.measurement] = (time.monotonic() + rest, count + 1)
+            where = f"fc{point.function} {point.address:#06x}"
+            state.stats.rejected_ranges = sorted({*state.stats.rejected_ranges, where})
+            log.warning("meter %s refuses %s (%s); retrying in %.0f s", state.meter.id,
+                        point.measurement, where, rest)
 
     def _bad(self, state: _MeterState, points: Sequence[Point]) -> list[Reading]:
         ts = self._clock_ms()
         return [Reading(state.meter.id, p.measurement, ts, None, "bad") for p in points]
 
-    def _count_failure(self, state: _MeterState, exc: MeterError, block: Block) -> None:
+    def _count_failure(self, state: _MeterState, exc: MeterError) -> None:
         stats = state.stats
         stats.last_error = str(exc)
         if isinstance(exc, MeterTimeout):
@@ -193,21 +274,6 @@ class ModbusPoller:
             stats.garbled += 1
         else:
             stats.exceptions += 1
-            if isinstance(exc, MeterProtocolError) and exc.code == ILLEGAL_DATA_ADDRESS:
-                self._reject_range(state, block)
-
-    def _reject_range(self, state: _MeterState, block: Block) -> None:
-        """Exception 02: first stop reading through holes; a lone point still refused is dropped."""
-        state.plans.clear()
-        where = f"fc{block.function} {block.start:#06x}+{block.count}"
-        if state.bridge_holes:
-            state.bridge_holes = False
-            log.warning("meter %s refused %s: reading without bridging holes", state.meter.id, where)
-        elif len(block.points) == 1:
-            del state.points[block.points[0].measurement]
-            state.stats.rejected_ranges.append(where)
-            log.warning("meter %s never serves %s (%s): no longer read", state.meter.id, where,
-                        block.points[0].measurement)
 
     def _decode(self, state: _MeterState, point: Point, registers: list[int], start: int,
                 ts: int) -> Reading:

@@ -75,7 +75,9 @@ class Schedule:
         return min(m.next_due for m in self.meters.values())
 
     def due(self, now: float) -> list[Due]:
-        """Meters to read now (in configuration order); advances each one's next slot."""
+        """Meters to read now; advances each one's next slot. Healthy meters come first, in
+        configuration order, and meters that recently stayed silent last: a dead meter's
+        timeout then never shifts the others within their period."""
         found = []
         for m in self.meters.values():
             instants, counters = now >= m.next_instant, now >= m.next_counter
@@ -87,7 +89,7 @@ class Schedule:
                 m.next_counter = next_aligned(now, m.counter_interval_s)
             if not m.backoff.blocks(now):
                 found.append(Due(m.meter_id, instants, counters))
-        return found
+        return sorted(found, key=lambda d: self.meters[d.meter_id].backoff.failures > 0)
 
     def record(self, meter_id: str, *, silent: bool, now: float) -> None:
         m = self.meters[meter_id]

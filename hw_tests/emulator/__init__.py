@@ -8,12 +8,13 @@ Example::
         ...  # point the agent (pymodbus, RTU) at bus.port; bus.truth() is what was served
 """
 
-from hw_tests.emulator.bus import Faults, PtyBus, UnitStats
+from hw_tests.emulator.bus import BusFaults, Faults, PtyBus, UnitStats
 from hw_tests.emulator.plant import EmulatedMeter, EnergyTruth, scaled_clock
 from hw_tests.emulator.rig import start_bus, truth_document, write_truth
 from hw_tests.emulator.rtu import RtuError
 
 __all__ = [
+    "BusFaults",
     "EmulatedMeter",
     "EnergyTruth",
     "Faults",

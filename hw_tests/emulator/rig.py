@@ -20,7 +20,8 @@ def start_bus(meters: list[tuple[str, int]], *, baudrate: int = 9600, parity: st
     """Start serving ``(model name, unit)`` meters on a new pty; the caller closes the bus.
 
     Every meter shares one emulated clock (``speedup`` emulated seconds per real second) and gets
-    its own seed and mean power derived from ``seed`` and its unit, so runs are reproducible.
+    its own seed and mean power derived from ``seed`` and its unit, so runs are reproducible;
+    ``seed`` also seeds the random bytes of injected faults.
     """
     known = models()
     unknown = sorted({name for name, _ in meters} - set(known))
@@ -34,7 +35,7 @@ def start_bus(meters: list[tuple[str, int]], *, baudrate: int = 9600, parity: st
         emulated.append(EmulatedMeter(known[name], unit, base_kw=base_kw, seed=meter_seed,
                                       clock=clock))
     return PtyBus(emulated, baudrate=baudrate, parity=parity, stopbits=stopbits,
-                  link=link).start()
+                  link=link, seed=seed).start()
 
 
 def truth_document(bus: PtyBus) -> dict[str, Any]:

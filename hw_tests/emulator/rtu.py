@@ -70,7 +70,7 @@ def crc_ok(frame: bytes) -> bool:
 
 
 def read_request(unit: int, function: int, address: int, count: int) -> bytes:
-    """The 8-byte FC03/FC04 request (for tests and a future second-master fault)."""
+    """The 8-byte FC03/FC04 request (for tests, and the frames of a second master)."""
     return with_crc(bytes([unit, function]) + address.to_bytes(2, "big") + count.to_bytes(2, "big"))
 
 

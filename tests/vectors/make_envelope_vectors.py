@@ -1,7 +1,13 @@
 """Regenerate tests/vectors/envelopes.json (run from the repo root; the test checks it is current).
 
+    python -m tests.vectors.make_envelope_vectors
+
 The keys are derived from fixed labels so anyone can rebuild them; they are test keys, never used
-outside tests. Ed25519 and HS256 are deterministic, so their tokens are exact expectations.
+outside tests. Ed25519 and HS256 are deterministic, so their tokens are exact expectations. The
+wire v2 tokens also depend on the deflater (zlib, level ``DEFLATE_LEVEL``, raw, window 15): a
+producer with another deflater makes different but equally valid tokens, so each v2 vector
+also gives its inflated ``document``, which is exact for every producer that follows the
+encoding rules of docs/wire-format.md.
 """
 
 from __future__ import annotations
@@ -12,29 +18,81 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from nengtan.envelope import Cycle, Envelope, Reading, envelope_hash, seal
+from nengtan.checkpoint import Checkpoint, seal_checkpoint
+from nengtan.envelope import (
+    ClockInfo,
+    Cycle,
+    Envelope,
+    Gap,
+    Reading,
+    columnar_document,
+    envelope_hash,
+    seal,
+)
 from nengtan.jws import Ed25519Signer, HS256Signer, b64url
 
 OUT = Path(__file__).with_name("envelopes.json")
 ED_SEED = hashlib.sha256(b"nengtan test vector ed25519 key 1").digest()
 HS_SECRET = hashlib.sha256(b"nengtan test vector hs256 secret 1").digest()
+BOOT_ID = "6f1c2d8e-4b7a-4e59-9a0d-3c5e7f9b1a2d"
+
+
+def _case(key: str, token: str, envelope: Envelope, version: int) -> dict[str, object]:
+    case: dict[str, object] = {
+        "key": key, "version": version, "token": token, "hash": envelope_hash(token),
+        "gateway": envelope.gateway, "epoch": envelope.epoch, "seq": envelope.seq,
+        "last": envelope.last, "prev": envelope.prev, "readings": envelope.reading_count,
+    }
+    if version == 2:
+        case["gaps"] = [[g.first, g.last, g.readings, g.reason] for g in envelope.gaps]
+        case["clock"] = None if envelope.clock is None else {
+            "boot_id": envelope.clock.boot_id, "mono_ms": envelope.clock.mono_ms,
+            "wall_ms": envelope.clock.wall_ms}
+        case["document"] = columnar_document(envelope).decode()
+    return case
 
 
 def build() -> dict[str, object]:
     ed = Ed25519Signer(ed25519.Ed25519PrivateKey.from_private_bytes(ED_SEED))
     hs = HS256Signer(HS_SECRET)
+    # Wire v1: these three tokens are unchanged since v1 was published.
     first = Envelope("gw-test-01", 1, 1, 2, None, True, (
         Cycle(1, (Reading("main", "active_energy_import", 1763769600000, 1234.5, "good"),
                   Reading("main", "active_power_total", 1763769600012, 41250.0, "good"))),
         Cycle(2, (Reading("main", "active_energy_import", 1763769610000, 1234.625, "good"),
                   Reading("line2", "voltage_l1_n", 1763769610020, None, "bad"))),
     ))
-    t1 = seal(ed, first)
+    t1 = seal(ed, first, version=1)
     second = Envelope("gw-test-01", 1, 3, 3, envelope_hash(t1), False, (
         Cycle(3, (Reading("main", "active_energy_import", 1763769620000, 1234.5, "suspect"),)),))
-    t2 = seal(ed, second)
-    t3 = seal(hs, Envelope("node-07", 1, 1, 1, None, True, (
-        Cycle(1, (Reading("pump", "active_energy_import", 1763769600000, 7.25, "good"),)),)))
+    t2 = seal(ed, second, version=1)
+    third = Envelope("node-07", 1, 1, 1, None, True, (
+        Cycle(1, (Reading("pump", "active_energy_import", 1763769600000, 7.25, "good"),)),))
+    t3 = seal(hs, third, version=1)
+    # Wire v2. Cycles 4 and 5 were dropped at the gateway (disk cap) and are declared in the
+    # next envelope, whose prev is still the gateway's chain head (the envelope ending at 3).
+    # Cycle 7 has the series of cycle 6, so its series column is null.
+    fourth = Envelope("gw-test-01", 1, 6, 7, envelope_hash(t2), True, (
+        Cycle(6, (Reading("main", "active_energy_import", 1763769650000, 1235.25, "good"),
+                  Reading("main", "active_power_total", 1763769650012, 41250.0, "good"),
+                  Reading("line2", "voltage_l1_n", 1763769650031, 230.12, "good"))),
+        Cycle(7, (Reading("main", "active_energy_import", 1763769660002, 1235.125, "suspect"),
+                  Reading("main", "active_power_total", 1763769660014, 40875.5, "good"),
+                  Reading("line2", "voltage_l1_n", 1763769660030, None, "bad"))),
+    ), gaps=(Gap(4, 5, 6, "disk_cap"),),
+        clock=ClockInfo(BOOT_ID, 86_400_123, 1763769665000))
+    t4 = seal(ed, fourth)
+    fifth = Envelope("node-07", 1, 2, 3, envelope_hash(t3), True, (
+        Cycle(2, (Reading("pump", "active_energy_import", 1763769610000, 7.5, "good"),)),
+        Cycle(3, (Reading("pump", "active_energy_import", 1763769620000, 7.75, "good"),
+                  Reading("pump", "active_power_total", 1763769620004, -12.5, "good"))),
+    ))
+    t5 = seal(hs, fifth)
+    checkpoints = [
+        ("ed25519", Checkpoint("gw-test-01", 1, 7, envelope_hash(t4), 3,
+                               ClockInfo(BOOT_ID, 86_700_000, 1763769965000))),
+        ("hs256", Checkpoint("node-07", 2, 0, None, 0)),  # a new epoch, nothing sealed yet
+    ]
     return {
         "_comment": "Generated by make_envelope_vectors.py; see docs/wire-format.md.",
         "keys": {
@@ -43,12 +101,17 @@ def build() -> dict[str, object]:
             "hs256": {"alg": "HS256", "kid": hs.kid, "secret": b64url(HS_SECRET)},
         },
         "envelopes": [
-            {"key": "ed25519", "token": t1, "hash": envelope_hash(t1), "gateway": "gw-test-01",
-             "epoch": 1, "seq": 1, "last": 2, "prev": None, "readings": 4},
-            {"key": "ed25519", "token": t2, "hash": envelope_hash(t2), "gateway": "gw-test-01",
-             "epoch": 1, "seq": 3, "last": 3, "prev": envelope_hash(t1), "readings": 1},
-            {"key": "hs256", "token": t3, "hash": envelope_hash(t3), "gateway": "node-07",
-             "epoch": 1, "seq": 1, "last": 1, "prev": None, "readings": 1},
+            _case("ed25519", t1, first, 1),
+            _case("ed25519", t2, second, 1),
+            _case("hs256", t3, third, 1),
+            _case("ed25519", t4, fourth, 2),
+            _case("hs256", t5, fifth, 2),
+        ],
+        "checkpoints": [
+            {"key": key, "token": seal_checkpoint(ed if key == "ed25519" else hs, c),
+             "gateway": c.gateway, "epoch": c.epoch, "last": c.last, "head": c.head,
+             "sealed": c.sealed}
+            for key, c in checkpoints
         ],
     }
 

@@ -1,1 +1,1 @@
-"""MQTT output: the outbound uplink (schema.py, uplink.py, sample.toml, README.md)."""
+"""MQTT output: the outbound uplink (schema.py, config.py, uplink.py, sample.toml, README.md)."""

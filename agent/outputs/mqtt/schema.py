@@ -15,9 +15,11 @@ SCHEMA: dict[str, Any] = {
         "protocol": {"type": "string", "enum": ["5", "3.1.1"], "default": "5",
                      "description": "MQTT version; use 3.1.1 for brokers that speak nothing newer."},
         "topic_prefix": {"type": "string", "pattern": "^[^#+]+$", "default": "nengtan/v1",
-                         "description": "Batches go to <topic_prefix>/<gateway id>/batch."},
+                         "description": "Batches go to <topic_prefix>/<gateway id>/batch; the retained "
+                                        "health topics are .../state and .../status."},
         "keepalive_s": {"type": "integer", "minimum": 5, "maximum": 3600, "default": 30,
-                        "description": "MQTT keepalive; a dead link is noticed within 1.5 times this."},
+                        "description": "MQTT keepalive: a dead link, even a silent one, is noticed "
+                                       "within 1.5 times this (the agent pings every half of it)."},
         "max_readings_per_envelope": {"type": "integer", "minimum": 1, "maximum": 100000,
                                       "default": 5000,
                                       "description": "Upper bound on readings sealed into one envelope."},
@@ -26,7 +28,22 @@ SCHEMA: dict[str, Any] = {
         "username": {"type": "string", "description": "Broker user name, if the broker wants one."},
         "password_file": {"type": "string",
                           "description": "File holding the broker password (never the password itself)."},
-        "tls": {"type": "boolean", "default": False, "description": "Use TLS to the broker."},
-        "ca_file": {"type": "string", "description": "CA bundle that signed the broker's certificate."},
+        "tls": {"type": "boolean", "default": False,
+                "description": "Use TLS (1.2 or newer) to the broker. The broker's certificate and "
+                               "host name are always verified; there is no way to turn that off."},
+        "ca_file": {"type": "string",
+                    "description": "CA bundle that signed the broker's certificate (default: the "
+                                   "system's CAs)."},
+        "cert_file": {"type": "string",
+                      "description": "Client certificate (PEM) for mutual TLS; needs key_file and "
+                                     "tls = true."},
+        "key_file": {"type": "string",
+                     "description": "Private key (PEM, mode 0600) of cert_file."},
+        "status_every_s": {"type": "integer", "minimum": 5, "maximum": 3600, "default": 60,
+                           "description": "Publish a retained health status to "
+                                          "<topic_prefix>/<gateway id>/status this often."},
     },
+    # A client certificate comes with its key, and only makes sense over TLS.
+    "dependentRequired": {"cert_file": ["key_file", "tls"], "key_file": ["cert_file"]},
+    "dependentSchemas": {"cert_file": {"properties": {"tls": {"const": True}}}},
 }

@@ -1,10 +1,22 @@
 """The MQTT uplink: publish sealed envelopes at QoS 1, count them sent only on a successful PUBACK.
 
-The agent loop owns reconnection. Each connection gets a fresh paho client: when a link dies, the
-old client and its in-RAM queue are dropped and everything that was in flight goes back to the
-buffer, so paho never resends behind our back and our window is the only one. paho calls
-``on_publish`` from its network thread, sometimes before ``publish()`` has returned the mid, so
-callbacks only append to a queue and the loop matches mids to envelopes afterwards.
+The agent loop owns reconnection. Each connection gets a fresh paho client and its own network
+thread: when a link dies, the old client and its in-RAM queue are dropped and everything that was
+in flight goes back to the buffer, so paho never resends behind our back and our window is the
+only one. paho calls ``on_publish`` from its network thread, sometimes before ``publish()`` has
+returned the mid, so callbacks only append to a queue and the loop matches mids afterwards.
+
+Next to the batches the uplink keeps the gateway's retained ``state`` topic (a Last Will on every
+connection, ``online`` once it is up, ``offline`` on a clean stop) and carries the health status
+for ``agent.health``. Those side messages never take one of the envelopes' window slots.
+
+Sessions: always a clean start, no session kept on the broker (MQTT 5: Clean Start 1, Session
+Expiry 0; 3.1.1: Clean Session 1). A persistent session would buy us nothing: we only publish,
+and for QoS 1 messages *from* a client the broker keeps no session state at all (MQTT 5 §4.1
+lists only QoS 2 receipts); the state worth keeping is the client's unacknowledged publishes,
+and those live in our buffer, which sends them again on the next connection. A session would
+only make the broker hold state for an id it cannot use, and would oblige us (MQTT-4.4.0-1) to
+resend in-flight packets under their old packet ids, which a fresh client cannot do.
 """
 
 from __future__ import annotations
@@ -12,8 +24,10 @@ from __future__ import annotations
 import collections
 import logging
 import random
+import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
@@ -21,17 +35,73 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.buffer import Sealed
-from agent.config import MqttConfig
+from agent.health import offline_payload, online_payload
+from agent.outputs.mqtt.config import MqttConfig
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
 BACKOFF_MIN_S, BACKOFF_MAX_S = 1.0, 60.0
+SIDE_SLOTS = 2  # at most one state and one status message in flight, besides the envelopes
+RECEIVE_MAX_DEFAULT = 65535  # MQTT 5 §3.2.2.3.3, when the CONNACK does not say
+CLOSE_WAIT_S = 3.0  # how long a clean stop waits for the goodbye and DISCONNECT to leave
+
+
+def paho_keepalive(keepalive_s: int) -> int:
+    """The keepalive we hand to paho (and so to the broker) for a configured ``keepalive_s``.
+
+    paho sends PINGREQ only after a full keepalive without traffic and then waits another full
+    keepalive for PINGRESP, checking once per network-loop turn (≤ 1 s): a silently dead link
+    takes up to 2 × keepalive + 1 s to notice (measured through the blackhole relay of
+    hw_tests/test_half_open.py: up to 3.7 s with keepalive 2, 9.0 s with keepalive 5). With
+    half the configured value that is ≤ keepalive_s + 1 s, inside the promised 1.5 × keepalive_s
+    for every allowed value (≥ 5 s; 2 s in the test). The broker, which drops us after 1.5 times
+    what we send, notices a dead gateway sooner too, and the cost is one 2-byte ping each way
+    per half keepalive.
+    """
+    return max(1, keepalive_s // 2)
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """paho leaves the socket of a failed TLS handshake to the garbage collector (one open file
+    per attempt until then); this one closes itself instead."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
+def tls_context(config: MqttConfig) -> ssl.SSLContext:
+    """TLS 1.2 or newer; the broker's certificate chain and host name are always verified.
+
+    Built here rather than by paho's ``tls_set`` so that the minimum version is ours, not
+    whatever the system OpenSSL configuration allows. Reads the CA, certificate and key files;
+    an OSError names the file that could not be used.
+    """
+    ca = str(config.ca_file) if config.ca_file else None
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    except OSError as exc:
+        raise OSError(f"cannot use ca_file {ca}: {exc}") from exc
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.sslsocket_class = _ClosingSSLSocket
+    if config.cert_file is not None:
+        try:
+            context.load_cert_chain(str(config.cert_file),
+                                    str(config.key_file) if config.key_file else None)
+        except OSError as exc:
+            raise OSError(f"cannot use cert_file {config.cert_file} with key_file "
+                          f"{config.key_file}: {exc}") from exc
+    return context
 
 
 @dataclass
 class UplinkStats:
-    connects: int = 0
+    connects: int = 0  # attempts
+    sessions: int = 0  # connections that came up
     disconnects: int = 0
     published: int = 0
     acked: int = 0
@@ -46,16 +116,29 @@ class Verdicts:
 
 
 class MqttUplink:
-    def __init__(self, config: MqttConfig, *, gateway: str, wake: threading.Event | None = None) -> None:
+    def __init__(self, config: MqttConfig, *, gateway: str, wake: threading.Event | None = None,
+                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self.config = config
-        self.topic = f"{config.topic_prefix}/{gateway}/batch"
+        self._gateway = gateway
+        base = f"{config.topic_prefix}/{gateway}"
+        self.topic = f"{base}/batch"
+        self.state_topic = f"{base}/state"
+        self.status_topic = f"{base}/status"
         self._client_id = f"nengtan-agent-{gateway}"
         self._wake = wake or threading.Event()
+        self._wall_ms = wall_ms
         self._client: mqtt.Client | None = None
+        # Callbacks of a retired client may still be running; under this lock they check that
+        # they belong to the current client before touching anything.
+        self._guard = threading.Lock()
+        self._network: threading.Thread | None = None
         self._connected = threading.Event()
         self._lost = threading.Event()
-        self._events: collections.deque[tuple[int, bool]] = collections.deque()
+        self._announced = False  # "online" published on this connection
+        self._receive_max = RECEIVE_MAX_DEFAULT  # the broker's, for this connection
+        self._events: collections.deque[tuple[int, bool, str]] = collections.deque()
         self._inflight: dict[int, int] = {}  # mid -> envelope seq
+        self._side: dict[int, str] = {}  # mid -> "state" or "status", not in the window
         self._attempt_started = 0.0
         self._next_attempt = 0.0
         self._backoff = BACKOFF_MIN_S
@@ -67,16 +150,21 @@ class MqttUplink:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=self._client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            # The session lives in our SQLite buffer, not in the broker or in paho's RAM.
+            # No broker session (see the module docstring); 5 sets Clean Start in connect_async.
             clean_session=None if v5 else True,
+            reconnect_on_failure=False,  # the agent loop reconnects, with a fresh client
         )
-        client.max_inflight_messages_set(self.config.inflight)
+        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        client.max_inflight_messages_set(self.config.inflight + SIDE_SLOTS)
         if self.config.username:
             password = (self.config.password_file.read_text().strip()
                         if self.config.password_file else None)
             client.username_pw_set(self.config.username, password)
         if self.config.tls:
-            client.tls_set(ca_certs=str(self.config.ca_file) if self.config.ca_file else None)
+            client.tls_set_context(tls_context(self.config))
+        # Set on every connection: if this one dies without a DISCONNECT, the broker says so.
+        client.will_set(self.state_topic, offline_payload(self._gateway, reason="lost"),
+                        qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -84,49 +172,96 @@ class MqttUplink:
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object,
                     reason: ReasonCode, properties: object) -> None:
-        if reason.is_failure:
-            self.stats.last_error = f"broker refused the connection: {reason}"
-            self._lost.set()
-        else:
-            self._connected.set()
+        with self._guard:
+            if client is not self._client:
+                return
+            if reason.is_failure:
+                self.stats.last_error = f"broker refused the connection: {reason}"
+                self._lost.set()
+            else:
+                # paho does not enforce the broker's Receive Maximum (MQTT 5); our window does.
+                self._receive_max = int(getattr(properties, "ReceiveMaximum", RECEIVE_MAX_DEFAULT))
+                self._connected.set()
         self._wake.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
                        reason: ReasonCode, properties: object) -> None:
-        self.stats.last_error = f"disconnected: {reason}"
-        self._lost.set()
-        self._wake.set()
+        self._end(client, f"disconnected: {reason}")
 
     def _on_publish(self, client: mqtt.Client, userdata: object, mid: int,
                     reason: ReasonCode, properties: object) -> None:
-        self._events.append((mid, not reason.is_failure))
+        with self._guard:
+            if client is not self._client:
+                return  # a retired client's mid could collide with one of the current client
+            self._events.append((mid, not reason.is_failure, str(reason)))
         self._wake.set()
+
+    def _end(self, client: mqtt.Client, error: str | None) -> None:
+        """``client``'s connection is over (if it is still the current one)."""
+        with self._guard:
+            if client is not self._client:
+                return
+            if error is not None:
+                self.stats.last_error = error
+            self._lost.set()
+        self._wake.set()
+
+    def _run_network(self, client: mqtt.Client) -> None:
+        """The connection's network thread: connect, then read and write until the link ends."""
+        error = None
+        try:
+            client.loop_forever(retry_first_connection=False)
+        except Exception as exc:  # the TCP connect or TLS handshake failed (OSError), or worse
+            error = f"cannot connect to {self.config.host}:{self.config.port}: {exc}"
+            if client is self._client:
+                log.warning("%s", error, exc_info=not isinstance(exc, OSError))
+        self._end(client, error)  # however the loop ended, this connection is over
 
     @property
     def connected(self) -> bool:
-        return self._client is not None and self._connected.is_set() and not self._lost.is_set()
+        return (self._client is not None and self._connected.is_set() and not self._lost.is_set()
+                and self._announced)
 
-    def _teardown(self, verdicts: Verdicts) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.on_disconnect = client.on_publish = client.on_connect = None
-            client.disconnect()
-            client.loop_stop()
-        self._collect(verdicts)
-        # Unacknowledged envelopes go back to the buffer; the next connection sends them again.
-        verdicts.rejected.extend(self._inflight.values())
-        self._inflight.clear()
-        self._events.clear()
-        self._connected.clear()
-        self._lost.clear()
-        self.stats.disconnects += 1
+    def _retire(self, client: mqtt.Client, wait_s: float = 0.0) -> None:
+        """Detach and stop an old client. It winds down in its own thread, so the agent loop never
+        waits on it (it may sit in a blocking connect for up to paho's connect timeout)."""
+        client.on_disconnect = client.on_publish = client.on_connect = None
+        client.disconnect()  # the network thread writes what is queued, then DISCONNECT, and ends
+        thread, self._network = self._network, None
+        if thread is not None and wait_s > 0:
+            thread.join(wait_s)
+
+    def _retry_later(self) -> None:
         delay = self._backoff * random.uniform(0.5, 1.0)  # jitter spreads a fleet's reconnects
         self._next_attempt = time.monotonic() + delay
         self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
 
+    def _teardown(self, verdicts: Verdicts, wait_s: float = 0.0) -> None:
+        with self._guard:  # from here on, the old client's callbacks change nothing
+            client, self._client = self._client, None
+        if client is not None:
+            self._retire(client, wait_s)
+        self._collect(verdicts)
+        # Unacknowledged envelopes go back to the buffer; the next connection sends them again.
+        verdicts.rejected.extend(self._inflight.values())
+        self._inflight.clear()
+        self._side.clear()
+        self._events.clear()
+        self._connected.clear()
+        self._lost.clear()
+        self._announced = False
+        self._receive_max = RECEIVE_MAX_DEFAULT
+        self.stats.disconnects += 1
+        self._retry_later()
+
     def _collect(self, verdicts: Verdicts) -> None:
         while self._events:
-            mid, ok = self._events.popleft()
+            mid, ok, reason = self._events.popleft()
+            side = self._side.pop(mid, None)
+            if side is not None:
+                if not ok:
+                    log.warning("the broker refused the %s message: %s", side, reason)
+                continue
             seq = self._inflight.pop(mid, None)
             if seq is None:
                 continue
@@ -150,27 +285,58 @@ class MqttUplink:
             self.stats.last_error = f"no CONNACK from {self.config.host}:{self.config.port} in time"
             self._teardown(verdicts)
         else:
-            if self._connected.is_set() and self._backoff != BACKOFF_MIN_S:
-                self._backoff = BACKOFF_MIN_S
+            if self._connected.is_set() and not self._announced:
+                self._announce()
             self._collect(verdicts)
         return verdicts
 
+    def _announce(self) -> None:
+        """The connection is up: say so (retained) before any envelope goes out on it."""
+        self._announced = True
+        self._backoff = BACKOFF_MIN_S
+        self.stats.sessions += 1
+        self._publish_side("state", self.state_topic,
+                           online_payload(self._gateway, since_ms=self._wall_ms()))
+
     def _start(self, now: float) -> None:
         self._attempt_started = now
-        self._client = self._new_client()
         self.stats.connects += 1
         try:
-            self._client.connect_async(self.config.host, self.config.port, self.config.keepalive_s)
-            self._client.loop_start()
+            client = self._new_client()  # reads the password, CA, certificate and key files
+        except (OSError, ValueError) as exc:
+            self.stats.last_error = f"cannot set up the connection: {exc}"
+            log.warning("%s", self.stats.last_error)
+            self._retry_later()
+            return
+        with self._guard:
+            self._client = client
+        try:
+            client.connect_async(self.config.host, self.config.port,
+                                 paho_keepalive(self.config.keepalive_s), clean_start=True)
         except (OSError, ValueError) as exc:
             self.stats.last_error = f"cannot start connecting: {exc}"
             self._lost.set()
+            return
+        self._network = threading.Thread(target=self._run_network, args=(client,),
+                                         name="mqtt network", daemon=True)
+        self._network.start()
 
     # -- publishing ------------------------------------------------------------------------------
     @property
     def window(self) -> int:
         """How many more envelopes may be published before the oldest is acknowledged."""
-        return self.config.inflight - len(self._inflight) if self.connected else 0
+        return self._data_cap - len(self._inflight) if self.connected else 0
+
+    @property
+    def _data_cap(self) -> int:
+        # Everything we have unacknowledged, side messages included, must stay within the
+        # broker's Receive Maximum. When that, not `inflight`, is the limit, SIDE_SLOTS of it are
+        # kept for the state and status messages, so they never wait for or delay an envelope.
+        return min(self.config.inflight, max(1, self._receive_max - SIDE_SLOTS))
+
+    @property
+    def _side_room(self) -> bool:
+        return len(self._inflight) + len(self._side) < self._receive_max
 
     def publish(self, sealed: Sealed) -> bool:
         """Publish one envelope at QoS 1; False if the client refused it (it stays in the buffer)."""
@@ -185,9 +351,44 @@ class MqttUplink:
         self.stats.published += 1
         return True
 
+    def _publish_side(self, kind: str, topic: str, payload: bytes) -> bool:
+        """A retained QoS 1 message outside the window (paho has SIDE_SLOTS extra for them)."""
+        if self._client is None or not self._side_room:
+            return False
+        info = self._client.publish(topic, payload, qos=1, retain=True)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        self._side[info.mid] = kind
+        return True
+
+    # -- what agent.health uses (StatusLink) ----------------------------------------------------
+    @property
+    def gateway(self) -> str:
+        return self._gateway
+
+    @property
+    def sessions(self) -> int:
+        return self.stats.sessions
+
+    @property
+    def connect_attempts(self) -> int:
+        return self.stats.connects
+
+    @property
+    def status_ready(self) -> bool:
+        return self.connected and "status" not in self._side.values()
+
+    def publish_status(self, payload: bytes) -> bool:
+        """Publish a health status, retained; False (and nothing queued) if it cannot go now."""
+        return self.status_ready and self._publish_side("status", self.status_topic, payload)
+
     def close(self) -> Verdicts:
+        """Say ``offline`` (a clean DISCONNECT discards the Will) and disconnect."""
         verdicts = Verdicts()
         if self._client is not None:
             self._collect(verdicts)
-            self._teardown(verdicts)
+            if self.connected:
+                self._publish_side("state", self.state_topic, offline_payload(
+                    self._gateway, reason="stopped", since_ms=self._wall_ms()))
+            self._teardown(verdicts, wait_s=CLOSE_WAIT_S)
         return verdicts

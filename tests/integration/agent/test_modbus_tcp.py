@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
-from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
+from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.server import ModbusTcpServer
 
 from agent.config import BusConfig, MeterConfig
@@ -23,9 +25,10 @@ def sdm630_server() -> Iterator[int]:
     registers = [0] * 0x50
     for address, value in ((0x0000, 231.5), (0x0046, 50.02), (0x0048, 4321.25)):
         registers[address:address + 2] = encode_value(value, "float32")
-    # ModbusDeviceContext adds 1 to the wire address, so the block starts at 1 (meters.md §4.3).
-    device = ModbusDeviceContext(ir=ModbusSequentialDataBlock(1, registers))
-    context = ModbusServerContext(devices={7: device}, single=False)
+    # pymodbus's own simulator device (its datastore is deprecated since 3.13): raw registers at
+    # wire addresses 0x0000-0x004F, served to FC03 and FC04 alike.
+    context = SimDevice(7, [SimData(0, count=len(registers), values=registers,
+                                    datatype=DataType.REGISTERS)])
     port = free_port()
     loop = asyncio.new_event_loop()
     servers: list[ModbusTcpServer] = []
@@ -41,6 +44,14 @@ def sdm630_server() -> Iterator[int]:
     thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
     thread.start()
     assert ready.wait(5)
+    deadline = time.monotonic() + 5
+    while True:  # serve_forever binds a moment after it starts
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the Modbus TCP server did not listen"
+            time.sleep(0.02)
     try:
         yield port
     finally:

@@ -14,6 +14,9 @@ from agent.meters import encode_value, models
 from agent.modbus._poller import ModbusPoller
 
 
+DEFINED = {a for p in models()["eastron-sdm630"].points.values() for a in p.registers}
+
+
 @dataclass
 class FakeResponse:
     registers: list[int] = field(default_factory=list)
@@ -49,6 +52,11 @@ class ScriptedClient:
             raise ModbusIOException("bad frame")
         if self.mode.startswith("exception"):
             return FakeResponse(exception_code=int(self.mode[-1]))
+        wanted = set(range(address, address + count))
+        if self.mode == "holes" and not wanted <= DEFINED:
+            return FakeResponse(exception_code=2)
+        if self.mode == "no-frequency" and 0x0046 in wanted:
+            return FakeResponse(exception_code=2)
         registers = [0] * count
         for offset in range(0, count, 2):
             value = self.energy if address + offset == 0x0048 else 230.0
@@ -100,17 +108,45 @@ def test_an_energy_counter_that_goes_backwards_is_flagged_suspect(
     assert (energy.value, energy.quality) == (999.0, "suspect")
 
 
-def test_exception_02_stops_hole_bridging_then_drops_a_point_the_meter_never_serves(
+def test_a_meter_that_refuses_holes_is_read_in_runs_from_the_same_cycle_on(
         setup: tuple[ModbusPoller, ScriptedClient]) -> None:
     poller, client = setup
-    client.mode = "exception2"
-    poller.read("m")
-    assert client.requests == [(0, 80)]
+    client.mode = "holes"  # like a PM5340: exception 02 for any read that covers a hole
+    first = poller.read("m")
+    assert client.requests[0] == (0, 80) and len(client.requests) > 2  # split in the same cycle
+    assert {r.quality for r in first.readings} == {"good"}
     client.requests.clear()
-    poller.read("m")  # replanned without bridging: one request per run of adjacent points
-    assert len(client.requests) > 1 and all(count <= 80 for _, count in client.requests)
-    client.mode = "ok"
     assert {r.quality for r in poller.read("m").readings} == {"good"}
+    assert (0, 80) not in client.requests  # no more bridging for this meter
+
+
+def test_a_meter_wide_refusal_is_flagged_bad_and_changes_nothing_about_the_plan(
+        setup: tuple[ModbusPoller, ScriptedClient]) -> None:
+    poller, client = setup
+    client.mode = "exception2"  # e.g. a meter in a configuration menu refuses everything
+    assert {r.quality for r in poller.read("m").readings} == {"bad"}
+    # The block, then its five runs of adjacent points; never one request per point (27).
+    assert len(client.requests) == 1 + 5
+    client.mode = "ok"
+    client.requests.clear()
+    assert {r.quality for r in poller.read("m").readings} == {"good"}
+    assert client.requests == [(0, 80)]  # still one request: nothing was learnt from it
+
+
+def test_a_point_refused_alone_rests_and_is_retried_later(
+        setup: tuple[ModbusPoller, ScriptedClient], monkeypatch: pytest.MonkeyPatch) -> None:
+    poller, client = setup
+    client.mode = "no-frequency"
+    first = {r.measurement: r.quality for r in poller.read("m").readings}
+    assert first["frequency"] == "bad" and first["voltage_l1_n"] == "good"
+    second = {r.measurement for r in poller.read("m").readings}
+    assert "frequency" not in second and "voltage_l1_n" in second  # resting
+    assert poller.stats()["m"].rejected_ranges == ["fc4 0x0046"]
+    monkeypatch.setattr("agent.modbus._poller.REFUSED_REST_S", 0.0)
+    client.mode = "ok"
+    poller.read("m")  # the first rest (600 s) still runs; end it as time would
+    poller._state["m"].suspended["frequency"] = (0.0, 1)
+    assert {r.measurement: r.quality for r in poller.read("m").readings}["frequency"] == "good"
 
 
 def test_counters_only_cycles_read_only_the_counter_registers(

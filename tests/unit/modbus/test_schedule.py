@@ -47,3 +47,10 @@ def test_back_off_is_capped_and_ends_at_the_first_answer() -> None:
     assert schedule.meters["m"].backoff.until <= BACKOFF_CAP_S
     schedule.record("m", silent=False, now=0.0)
     assert schedule.due(10.0)[0].meter_id == "m"
+
+
+def test_a_meter_that_stayed_silent_is_read_after_the_healthy_ones() -> None:
+    schedule = Schedule([MeterSchedule(m, 10, 10) for m in ("a", "dead", "c")], now=0.0)
+    assert [d.meter_id for d in schedule.due(10.0)] == ["a", "dead", "c"]
+    schedule.record("dead", silent=True, now=10.0)
+    assert [d.meter_id for d in schedule.due(20.0)] == ["a", "c", "dead"]

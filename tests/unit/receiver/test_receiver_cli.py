@@ -8,13 +8,14 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-from receiver_helpers import TOPIC, Batches, enrollment_record, new_signer
+from receiver_helpers import CHECKPOINT_TOPIC, TOPIC, Batches, enrollment_record, new_signer
 
 from cloud_receiver.cli import receiver
 from cloud_receiver.config import load_config
 from cloud_receiver.ingest import Ingestor
 from cloud_receiver.registry import Registry
 from cloud_receiver.store import open_store
+from nengtan.envelope import Gap
 
 
 @pytest.fixture
@@ -98,3 +99,34 @@ def test_enrolling_a_record_with_a_wrong_kid_exits_1_naming_the_file(
 
 def test_the_group_is_named_receiver_for_mounting() -> None:
     assert isinstance(receiver, click.Group) and receiver.name == "receiver"
+
+
+def test_gaps_lists_declared_and_missing_ranges_as_text_and_json(
+        config_file: Path, tmp_path: Path) -> None:
+    batches = Batches(new_signer())
+    record = tmp_path / "gw.enroll.json"
+    record.write_text(json.dumps(enrollment_record(batches.signer, batches.gateway)))
+    runner = CliRunner()
+    assert runner.invoke(receiver, ["enroll", "--config", str(config_file), str(record)]).exit_code == 0
+    config = load_config(config_file)
+    store = open_store(config.storage_path)
+    ingestor = Ingestor(store, Registry(store, config.registry_dir))
+    ingestor.ingest(TOPIC, batches.seal(1, 2).encode())
+    ingestor.ingest(TOPIC, batches.seal(5, gaps=[Gap(3, 3, 1, "disk_cap")]).encode())
+    batches.seal(6, 8)
+    ingestor.ingest(CHECKPOINT_TOPIC, batches.checkpoint(8).encode())
+    store.close()
+
+    text = runner.invoke(receiver, ["gaps", "--config", str(config_file)])
+    assert text.exit_code == 0, text.output
+    assert "gw-zz-01 epoch 1: 2 envelope(s) up to cycle 5; latest checkpoint: cycle 8" in text.output
+    assert "3..3 (1 cycle(s)) declared by the gateway: disk_cap" in text.output
+    assert "4..4 (1 cycle(s)) missing" in text.output and "6..8 (3 cycle(s)) missing" in text.output
+
+    data = json.loads(runner.invoke(receiver, ["gaps", "--config", str(config_file), "--json",
+                                               "--gateway", "gw-zz-01"]).output)
+    [stream] = data["streams"]
+    assert (stream["missing_cycles"], stream["declared_cycles"]) == (4, 1)
+    assert stream["checkpoint"]["last"] == 8 and data["alerts"] == []
+    other = runner.invoke(receiver, ["gaps", "--config", str(config_file), "--gateway", "nobody"])
+    assert "(nothing stored for this selection)" in other.output

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 from pytest_mock import MockerFixture
-from receiver_helpers import GATEWAY, TOPIC, Batches, enrollment_record, new_signer
+from receiver_helpers import GATEWAY, TOPIC, Batches, deflate, enrollment_record, new_signer
 
 from cloud_receiver.ingest import Ingestor, Status, topic_gateway
 from cloud_receiver.registry import Registry
 from cloud_receiver.store import Store
+from nengtan.envelope import inflate
 from nengtan.errors import StoreError
 from nengtan.jws import b64url, b64url_decode
 
@@ -27,11 +28,18 @@ def test_a_valid_envelope_is_accepted_and_its_readings_stored(
     assert store.stats()["quarantine"] == 0
 
 
+@pytest.mark.parametrize("version", [1, 2])
 def test_a_reading_altered_after_signing_is_quarantined_as_bad_signature(
-        ingestor: Ingestor, batches: Batches, store: Store) -> None:
-    header, payload, signature = batches.seal(1, values=[100.5]).split(".")
-    altered = b64url_decode(payload).replace(b"100.5", b"900.5")
-    assert altered != b64url_decode(payload)
+        ingestor: Ingestor, batches: Batches, store: Store, version: int) -> None:
+    header, payload, signature = batches.seal(1, values=[100.5], version=version).split(".")
+    raw = b64url_decode(payload)
+    if version == 1:
+        altered = raw.replace(b"100.5", b"900.5")
+    else:  # re-deflate the altered document, as a forger would
+        document = inflate(raw)
+        assert b"100.5" in document
+        altered = deflate(document.replace(b"100.5", b"900.5"))
+    assert altered != raw
     token = ".".join([header, b64url(altered), signature]).encode()
 
     outcome = ingestor.ingest(TOPIC, token)
@@ -149,7 +157,7 @@ def test_readings_of_quality_bad_are_stored_with_a_null_value(
 
 def test_an_unexpected_exception_is_quarantined_as_internal(
         ingestor: Ingestor, batches: Batches, store: Store, mocker: MockerFixture) -> None:
-    mocker.patch("cloud_receiver.ingest.open_envelope",
+    mocker.patch("cloud_receiver.ingest.open_batch",
                  side_effect=RuntimeError("decoder exploded"))
     outcome = ingestor.ingest(TOPIC, batches.seal(1).encode())
     assert (outcome.reason, outcome.detail) == ("internal", "RuntimeError: decoder exploded")

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import zlib
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from receiver_helpers import GATEWAY, TOPIC, Batches, new_signer
+from receiver_helpers import CHECKPOINT_TOPIC, GATEWAY, TOPIC, Batches, new_signer
 
 from cloud_receiver.ingest import Ingestor, Status
 from cloud_receiver.registry import Registry
 from cloud_receiver.store import EnrolledKey, open_store
-from nengtan.jws import b64url
+from nengtan.checkpoint import CHECKPOINT_MEDIA_TYPE
+from nengtan.envelope import MEDIA_TYPE_V1, MEDIA_TYPE_V2
+from nengtan.jws import b64url, sign_compact
 
 SIGNER = new_signer()
 # Function-scoped fixtures do not reset between hypothesis examples, so build the world once:
@@ -35,7 +39,8 @@ _topics = st.text(st.characters(blacklist_categories=()), max_size=80)
 
 
 @settings(max_examples=300, deadline=None)
-@given(payload=st.one_of(st.binary(max_size=2048), _jws_like), topic=_topics)
+@given(payload=st.one_of(st.binary(max_size=2048), _jws_like),
+       topic=_topics | st.sampled_from([TOPIC, CHECKPOINT_TOPIC]))
 def test_arbitrary_bytes_never_raise_and_are_always_quarantined(payload: bytes, topic: str) -> None:
     before = sum(STORE.quarantine_counts().values())
     outcome = INGESTOR.ingest(topic, payload)
@@ -50,3 +55,32 @@ def test_arbitrary_bytes_never_raise_and_are_always_quarantined(payload: bytes, 
 def test_a_valid_envelope_on_any_wrong_topic_is_quarantined_not_raised(topic: str) -> None:
     outcome = INGESTOR.ingest(topic, Batches(SIGNER).seal(1).encode())
     assert outcome.reason == "topic_mismatch"
+
+
+def _deflated(data: bytes) -> bytes:
+    deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return deflater.compress(data) + deflater.flush()
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.sampled_from(
+        ["v", "gw", "epoch", "seq", "last", "prev", "synced", "series", "cycles", "gaps",
+         "clock", "head", "sealed"]), inner, max_size=8),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(content=st.one_of(st.binary(max_size=1024).map(lambda b: (b, False)),
+                         _json.map(lambda d: (json.dumps(d).encode(), True))),
+       typ=st.sampled_from([MEDIA_TYPE_V2, MEDIA_TYPE_V1, CHECKPOINT_MEDIA_TYPE]))
+def test_validly_signed_nonsense_is_bad_payload_never_internal(
+        content: tuple[bytes, bool], typ: str) -> None:
+    """What a holder of the key (or a bug in a producer) can sign still cannot crash ingest."""
+    raw, is_json = content
+    payload = _deflated(raw) if typ == MEDIA_TYPE_V2 and is_json else raw
+    token = sign_compact(SIGNER, {"typ": typ}, payload).encode()
+    topic = CHECKPOINT_TOPIC if typ == CHECKPOINT_MEDIA_TYPE else TOPIC
+    outcome = INGESTOR.ingest(topic, token)
+    assert (outcome.status, outcome.reason) == (Status.QUARANTINED, "bad_payload")

@@ -50,3 +50,39 @@ def test_quarantine_keeps_raw_bytes_and_counts_per_reason() -> None:
     assert [q.reason for q in store.quarantined(limit=2)] == ["bad_signature", "malformed"]
     assert store.quarantined(limit=5, reason="bad_signature")[0].payload == b"\x00\xffraw"
     store.close()
+
+
+def test_a_schema_1_database_is_migrated_keeping_its_readings(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "r.db")
+    for statement in MIGRATIONS[0].split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO envelopes VALUES ('gw', 1, 1, 2, 'h', NULL, 'k', 5, 't')")
+    conn.executemany("INSERT INTO readings VALUES ('gw', 1, ?, 'm', 'active_energy_import', ?, ?,"
+                     " 'good')", [(1, 1000, 10.0), (2, 2000, 11.5)])
+    conn.commit()
+    conn.close()
+
+    store = open_store(tmp_path / "r.db")
+    assert [s.value for s in store.counter_samples("active_energy_import")] == [10.0, 11.5]
+    assert store.stats()["envelopes"] == 1 and store.missing_ranges("gw", 1) == []
+    store.close()
+    conn = sqlite3.connect(tmp_path / "r.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert conn.execute("SELECT version, boot_id FROM envelopes").fetchall() == [(1, None)]
+    indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "readings_energy_import" in indexes and "readings_by_series" not in indexes
+    conn.close()
+
+
+def test_the_energy_report_query_uses_the_partial_index() -> None:
+    store = open_store(":memory:")
+    conn = store._conn  # type: ignore[attr-defined]
+    plan = conn.execute(
+        "EXPLAIN QUERY PLAN SELECT gateway, meter, ts_ms, epoch, seq, value FROM readings"
+        " WHERE measurement = 'active_energy_import' AND quality = 'good' AND value IS NOT NULL"
+        " ORDER BY gateway, meter, ts_ms, epoch, seq").fetchall()
+    assert "readings_energy_import" in str(plan) and "TEMP B-TREE" not in str(plan)
+    assert list(store.counter_samples("not_a_measurement")) == []
+    store.close()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from receiver_helpers import TOPIC, Batches
+from receiver_helpers import CHECKPOINT_TOPIC, TOPIC, Batches
 
-from cloud_receiver.ingest import Ingestor
+from cloud_receiver.ingest import Ingestor, topic_filters
 from cloud_receiver.service import Subscriber
 from cloud_receiver.store import Store
 
@@ -59,3 +59,28 @@ def test_a_database_failure_sends_no_ack_and_drops_the_connection_for_redelivery
     assert client.acked == []
     assert client.disconnects == 1
     assert subscriber.store_failed.is_set()
+
+
+def test_the_receiver_subscribes_to_batches_and_checkpoints(ingestor: Ingestor) -> None:
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    calls: list[object] = []
+
+    class Client:
+        def subscribe(self, topics: object) -> None:
+            calls.append(topics)
+
+    subscriber = Subscriber(ingestor, topic_filters("nengtan/v1/"))
+    flags = type("Flags", (), {"session_present": False})()
+    subscriber.on_connect(Client(), None, flags, ReasonCode(2, identifier=0), None)  # type: ignore[arg-type]
+    assert calls == [[("nengtan/v1/+/batch", 1), ("nengtan/v1/+/checkpoint", 1)]]
+
+
+def test_a_checkpoint_message_is_stored_then_acknowledged(
+        ingestor: Ingestor, batches: Batches, store: Store) -> None:
+    client = FakeClient(store)
+    batches.seal(1)
+    message = FakeMessage(batches.checkpoint(1).encode(), mid=11, topic=CHECKPOINT_TOPIC)
+    Subscriber(ingestor, topic_filters("nengtan/v1")).on_message(client, None, message)  # type: ignore[arg-type]
+    assert [mid for mid, _, _ in client.acked] == [11]
+    assert store.stats()["checkpoints"] == 1
