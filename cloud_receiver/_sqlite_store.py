@@ -382,7 +382,8 @@ class SqliteStore:
         rows = self._read(
             "SELECT gateway, meter, ts_ms, epoch, seq, value FROM readings"
             f" WHERE measurement = '{measurement}' AND quality = 'good' AND value IS NOT NULL"
-            " ORDER BY gateway, meter, ts_ms, epoch, seq",
+            # The gateway's sequence is the true order; its wall clock may have been stepped.
+            " ORDER BY gateway, meter, epoch, seq",
         )
         return (CounterSample(*row) for row in rows)  # type: ignore[arg-type]
 

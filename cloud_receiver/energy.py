@@ -53,7 +53,9 @@ def local_day(ts_ms: int, tz: ZoneInfo) -> date:
 
 def daily_energy(samples: Iterable[CounterSample], tz: ZoneInfo) -> EnergyResult:
     """Interval kWh summed per (gateway, meter, local day of the interval's end reading)."""
-    ordered = sorted(samples, key=lambda s: (s.gateway, s.meter, s.ts_ms, s.epoch, s.seq))
+    # Counters are differenced in the gateway's sequence order, never by timestamp: a Pi without
+    # an RTC can boot in 1970 or have its clock stepped by hours (reliability.md §1.4).
+    ordered = sorted(samples, key=lambda s: (s.gateway, s.meter, s.epoch, s.seq))
     days: list[DailyEnergy] = []
     anomalies: list[CounterAnomaly] = []
     for (gateway, meter), series in groupby(ordered, key=lambda s: (s.gateway, s.meter)):

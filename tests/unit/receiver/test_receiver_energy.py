@@ -58,10 +58,21 @@ def test_an_interval_counts_on_the_shanghai_day_of_its_end_reading() -> None:
     assert utc == {date(2025, 5, 31): pytest.approx(0.6)}
 
 
-def test_meters_are_kept_apart_and_readings_sorted_by_time() -> None:
-    a = samples(("2025-06-01T09:30+08:00", 12.0), ("2025-06-01T09:00+08:00", 10.0), meter="a")
+def test_meters_are_kept_apart_and_readings_taken_in_sequence_order() -> None:
+    a = samples(("2025-06-01T09:00+08:00", 10.0), ("2025-06-01T09:30+08:00", 12.0), meter="a")
     b = samples(("2025-06-01T09:00+08:00", 500.0), ("2025-06-01T09:30+08:00", 501.0), meter="b")
-    assert {d.meter: d.kwh for d in daily_energy(b + a, SHANGHAI).days} == {"a": 2.0, "b": 1.0}
+    shuffled = [b[1], a[1], b[0], a[0]]  # arrival order does not matter
+    assert {d.meter: d.kwh for d in daily_energy(shuffled, SHANGHAI).days} == {"a": 2.0, "b": 1.0}
+
+
+def test_a_wall_clock_stepped_back_changes_no_amount() -> None:
+    # seq 1 at 12:00, then the clock is stepped back 3 h: seq 2 and 3 carry 09:xx timestamps.
+    # In seq order the counter runs 100 → 101 → 102.5: 2.5 kWh, no anomaly. Sorted by time it
+    # would read 101 → 102.5 → 100 and see the counter run backwards.
+    stepped = samples(("2025-06-01T12:00+08:00", 100.0), ("2025-06-01T09:00+08:00", 101.0),
+                      ("2025-06-01T09:10+08:00", 102.5))
+    result = daily_energy(stepped, SHANGHAI)
+    assert sum(d.kwh for d in result.days) == 2.5 and not result.anomalies
 
 
 def _ingest_counters(ingestor: Ingestor, batches: Batches, values: list[float]) -> None:
