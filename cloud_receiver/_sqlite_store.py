@@ -142,6 +142,11 @@ MIGRATIONS: tuple[str, ...] = (
         detail      TEXT NOT NULL
     );
     """,
+    # 3: whether the gateway's clock was synchronised when the envelope's cycles were taken;
+    # readings from unsynced cycles keep their mark so reports can re-time or flag them.
+    """
+    ALTER TABLE envelopes ADD COLUMN synced INTEGER;
+    """,
 )
 
 _ENVELOPE_COLUMNS = "gateway, epoch, seq, last, hash, prev, kid, received_ms, token"
@@ -194,13 +199,14 @@ class _Txn:
     def add_envelope(self, envelope: StoredEnvelope,
                      readings: Iterable[tuple[int, str, str, int, float | None, str]], *,
                      version: int = 1, clock: ClockInfo | None = None,
-                     gaps: Sequence[Gap] = ()) -> int:
+                     gaps: Sequence[Gap] = (), synced: bool | None = None) -> int:
         e, c = envelope, clock
         self._conn.execute(
-            f"INSERT INTO envelopes ({_ENVELOPE_COLUMNS}, version, boot_id, mono_ms, wall_ms)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO envelopes ({_ENVELOPE_COLUMNS}, version, boot_id, mono_ms, wall_ms, synced)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (e.gateway, e.epoch, e.seq, e.last, e.hash, e.prev, e.kid, e.received_ms, e.token,
-             version, c and c.boot_id, c and c.mono_ms, c and c.wall_ms),
+             version, c and c.boot_id, c and c.mono_ms, c and c.wall_ms,
+             None if synced is None else int(synced)),
         )
         if gaps:
             self._conn.executemany(

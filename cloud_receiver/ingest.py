@@ -165,7 +165,8 @@ class Ingestor:
             with self._store.transaction() as txn:
                 _check_against_stored(txn, row, batch)
                 stored = txn.add_envelope(row, batch.rows(), version=batch.version,
-                                          clock=batch.clock, gaps=batch.gaps)
+                                          clock=batch.clock, gaps=batch.gaps,
+                                          synced=batch.time_synced)
                 conflicts = txn.settle_checkpoints(row)
                 for cp in conflicts:
                     txn.add_alert(_conflict_alert(received_ms, cp, row))

@@ -157,9 +157,9 @@ class StoreTxn(Protocol):
     def add_envelope(self, envelope: StoredEnvelope,
                      readings: Iterable[tuple[int, str, str, int, float | None, str]], *,
                      version: int = 1, clock: ClockInfo | None = None,
-                     gaps: Sequence[Gap] = ()) -> int:
-        """Insert the envelope, its clock info, the gaps it declares and its readings (rows
-        shaped like ``ReadingRow``); return how many readings were new."""
+                     gaps: Sequence[Gap] = (), synced: bool | None = None) -> int:
+        """Insert the envelope, its clock info and sync state, the gaps it declares and its
+        readings (rows shaped like ``ReadingRow``); return how many readings were new."""
 
     def settle_checkpoints(self, envelope: StoredEnvelope) -> list[StoredCheckpoint]:
         """Judge the unjudged checkpoints whose ``last`` falls in the newly stored envelope;

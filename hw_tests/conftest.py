@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -66,3 +67,18 @@ def energies_match(stack: Stack) -> bool:
     # noise (~1e-12 kWh) may separate them.
     return set(truth) == set(stored) and all(
         math.isclose(stored[m], truth[m], rel_tol=0, abs_tol=1e-9) for m in truth)
+
+
+def agent_cycle_sizes(stack: Stack) -> dict[int, int]:
+    """Readings per committed cycle, from the agent's buffer."""
+    path = stack.workdir / "gateway" / "state" / "buffer.db"
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as conn:
+        return {int(seq): int(n) for seq, n in conn.execute("SELECT seq, n FROM cycles")}
+
+
+def receiver_cycle_sizes(stack: Stack) -> dict[int, int]:
+    """Readings stored per cycle seq at the receiver (its primary key forbids duplicates, so a
+    count above the agent's would mean a reading stored under two keys)."""
+    with sqlite3.connect(f"file:{stack.receiver_db}?mode=ro", uri=True, timeout=10) as conn:
+        rows = conn.execute("SELECT seq, COUNT(*) FROM readings GROUP BY seq").fetchall()
+    return {int(seq): int(n) for seq, n in rows}

@@ -6,10 +6,8 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
-from collections import Counter
 
-from cloud_receiver.store import open_store
-from hw_tests.conftest import energies_match
+from hw_tests.conftest import agent_cycle_sizes, energies_match, receiver_cycle_sizes
 from nengtan.stack import Stack
 
 KILLS = 20
@@ -19,18 +17,6 @@ def _integrity(stack: Stack) -> str:
     path = stack.workdir / "gateway" / "state" / "buffer.db"
     with sqlite3.connect(path, timeout=10) as conn:
         return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
-
-
-def _receiver_cycles(stack: Stack) -> Counter[int]:
-    """Readings stored per agent cycle seq (the receiver's primary key forbids duplicates, so a
-    count above the agent's would mean a reading stored under two keys)."""
-    store = open_store(stack.receiver_db, create=False)
-    try:
-        conn = store._conn
-        rows = conn.execute("SELECT seq, COUNT(*) FROM readings GROUP BY seq").fetchall()
-    finally:
-        store.close()
-    return Counter({int(seq): int(n) for seq, n in rows})
 
 
 def test_sigkill_at_twenty_random_moments_loses_and_duplicates_nothing(stack: Stack) -> None:
@@ -47,16 +33,10 @@ def test_sigkill_at_twenty_random_moments_loses_and_duplicates_nothing(stack: St
     stack.mute_emulator()
     stack.wait_for("receiver totals to match the ground truth", lambda: energies_match(stack),
                    timeout=90)
-    committed = _agent_cycle_sizes(stack)  # the agent goes on committing; these must arrive
+    committed = agent_cycle_sizes(stack)  # the agent goes on committing; these must arrive
     stack.wait_for("every committed cycle at the receiver",
-                   lambda: set(committed) <= set(_receiver_cycles(stack)), timeout=60)
-    received = _receiver_cycles(stack)
+                   lambda: set(committed) <= set(receiver_cycle_sizes(stack)), timeout=60)
+    received = receiver_cycle_sizes(stack)
     # Exactly once: each committed cycle arrived with all its readings, and no more.
     assert {seq: received[seq] for seq in committed} == committed
-    assert set(received) <= set(_agent_cycle_sizes(stack))  # nothing the agent never committed
-
-
-def _agent_cycle_sizes(stack: Stack) -> dict[int, int]:
-    path = stack.workdir / "gateway" / "state" / "buffer.db"
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as conn:
-        return {int(seq): int(n) for seq, n in conn.execute("SELECT seq, n FROM cycles")}
+    assert set(received) <= set(agent_cycle_sizes(stack))  # nothing the agent never committed

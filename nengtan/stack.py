@@ -75,13 +75,13 @@ class Stack:
     def truth_file(self) -> Path:
         return self.workdir / "truth.json"
 
-    def _spawn(self, name: str, args: list[str], *,
-               stdout: int | IO[bytes] | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, args: list[str], *, stdout: int | IO[bytes] | None = None,
+               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         with (self.workdir / f"{name}.log").open("ab") as log:  # the child keeps its own copy
             process = subprocess.Popen(
                 [sys.executable, *args], stdin=subprocess.DEVNULL,
                 stdout=stdout if stdout is not None else log, stderr=log,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_die_with_parent, env=None if env is None else {**os.environ, **env},
             )
         self.processes[name] = process
         return process
@@ -134,9 +134,9 @@ class Stack:
         return self._spawn("receiver", ["-m", "nengtan", "receiver", "run", "--config",
                                         str(self.receiver_config)])
 
-    def start_agent(self) -> subprocess.Popen[bytes]:
+    def start_agent(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         return self._spawn("agent", ["-m", "nengtan", "agent", "run", "--config",
-                                     str(self.agent_config)])
+                                     str(self.agent_config)], env=env)
 
     def stop(self, name: str, *, kill: bool = False, timeout: float = 10.0) -> None:
         process = self.processes.pop(name, None)

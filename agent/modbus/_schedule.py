@@ -68,8 +68,20 @@ class Schedule:
 
     def __init__(self, meters: Iterable[MeterSchedule], now: float) -> None:
         self.meters = {m.meter_id: m for m in meters}
+        self._last_now = now
         for m in self.meters.values():
             m.start(now)
+
+    def observe(self, now: float) -> None:
+        """Follow the wall clock. Stepped back (NTP's first sync on a Pi that booted with a stale
+        clock, or a technician), every slot would lie in the future and the bus would stall for
+        as long as the step: re-anchor the slots instead. A step forward needs nothing: due slots
+        run at once and re-align."""
+        if now < self._last_now - 1.0:
+            for m in self.meters.values():
+                m.start(now)
+                m.backoff.until = min(m.backoff.until, now)
+        self._last_now = now
 
     def next_wake(self) -> float:
         return min(m.next_due for m in self.meters.values())
@@ -78,6 +90,7 @@ class Schedule:
         """Meters to read now; advances each one's next slot. Healthy meters come first, in
         configuration order, and meters that recently stayed silent last: a dead meter's
         timeout then never shifts the others within their period."""
+        self.observe(now)
         found = []
         for m in self.meters.values():
             instants, counters = now >= m.next_instant, now >= m.next_counter

@@ -69,7 +69,9 @@ class BusWorker(threading.Thread):
     def run(self) -> None:
         try:
             while not self._stop_event.is_set():
-                pause = self.schedule.next_wake() - self._clock()
+                now = self._clock()
+                self.schedule.observe(now)
+                pause = self.schedule.next_wake() - now
                 if pause > 0:
                     self._stop_event.wait(min(pause, 1.0))
                     continue

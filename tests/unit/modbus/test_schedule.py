@@ -54,3 +54,18 @@ def test_a_meter_that_stayed_silent_is_read_after_the_healthy_ones() -> None:
     assert [d.meter_id for d in schedule.due(10.0)] == ["a", "dead", "c"]
     schedule.record("dead", silent=True, now=10.0)
     assert [d.meter_id for d in schedule.due(20.0)] == ["a", "c", "dead"]
+
+
+def test_a_wall_clock_stepped_back_three_hours_does_not_stall_the_bus() -> None:
+    schedule = Schedule([MeterSchedule("m", 10, 900)], now=20_000.0)
+    assert schedule.due(20_010.0)
+    stepped = 20_010.0 - 3 * 3600
+    schedule.observe(stepped)
+    assert schedule.next_wake() - stepped <= 10  # not three hours from now
+    assert schedule.due(stepped + 10)
+
+
+def test_a_wall_clock_stepped_forward_runs_the_due_slots_once_and_realigns() -> None:
+    schedule = Schedule([MeterSchedule("m", 10, 10)], now=0.0)
+    assert len(schedule.due(3 * 3600.0 + 5)) == 1  # one read, not a burst of 1080 missed slots
+    assert schedule.next_wake() == 3 * 3600.0 + 10
