@@ -54,6 +54,7 @@ class Stack:
     carbon: dict[str, Any] = field(default_factory=lambda: {"regime": "statistical",
                                                             "region": "henan", "year": 2023})
     absent_units: frozenset[int] = frozenset()  # configured on the gateway, never answering
+    gateway_settings: dict[str, Any] = field(default_factory=dict)  # extra [gateway] keys
     timeout_ms: int = 300
     broker: Broker | None = None
     port: str = ""
@@ -109,7 +110,8 @@ class Stack:
         """What a technician does: identity and config for the gateway, enrollment at the receiver."""
         assert self.broker is not None and self.port
         config = {
-            "gateway": {"state_dir": str(self.workdir / "gateway" / "state")},
+            "gateway": {"state_dir": str(self.workdir / "gateway" / "state"),
+                        **self.gateway_settings},
             "inputs": {"modbus_rtu": [{
                 "port": self.port, "baudrate": self.baudrate, "interval_s": self.interval_s,
                 "timeout_ms": self.timeout_ms,
