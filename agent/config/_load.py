@@ -42,6 +42,7 @@ class MeterConfig:
     counter_interval_s: float
     ct_ratio: float = 1.0
     pt_ratio: float = 1.0
+    timeout_ms: int | None = None  # None: the line's
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,8 @@ def _bus(raw: Mapping[str, Any], where: str, kind: str, known: Mapping[str, Mete
         interval = float(m.get("interval_s", b["interval_s"]))
         meters.append(MeterConfig(m["id"], model, m["unit"], interval,
                                   float(m.get("counter_interval_s", counter_default)),
-                                  float(m.get("ct_ratio", 1)), float(m.get("pt_ratio", 1))))
+                                  float(m.get("ct_ratio", 1)), float(m.get("pt_ratio", 1)),
+                                  m.get("timeout_ms")))
     if kind == "modbus_rtu":
         return BusConfig("rtu", b["port"], b["baudrate"], b["parity"], b["stopbits"],
                          b["timeout_ms"], float(b["interval_s"]), tuple(meters))

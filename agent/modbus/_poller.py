@@ -126,14 +126,15 @@ class ModbusPoller:
         """The requests a read of this meter sends now (for tools and benchmarks)."""
         return list(self._plan(self._state[meter_id], instants, counters))
 
-    def _request(self, unit: int, block: Block) -> list[int]:
+    def _request(self, unit: int, block: Block, timeout_ms: int | None = None) -> list[int]:
         """One request; raise MeterTimeout, MeterGarbled or MeterProtocolError, never pymodbus's."""
         wait = self._idle_since + self._silence_s - time.monotonic()
         if wait > 0:
             time.sleep(wait)  # pymodbus enforces no t3.5 between requests; slow meters need it
         read = (self._client.read_holding_registers if block.function == 3
                 else self._client.read_input_registers)
-        self._request_timeout = self._timeout_s + self._timing.transaction_s(block.count)
+        budget = self._timeout_s if timeout_ms is None else timeout_ms / 1000
+        self._request_timeout = budget + self._timing.transaction_s(block.count)
         self._set_timeout(self._request_timeout)
         self._received = 0
         try:
@@ -190,7 +191,7 @@ class ModbusPoller:
         state.stats.requests += 1
         cycle.refused_now = False
         try:
-            registers = self._request(state.meter.unit, block)
+            registers = self._request(state.meter.unit, block, state.meter.timeout_ms)
         except MeterError as exc:
             cycle.answered |= not isinstance(exc, MeterTimeout)
             cycle.silent = isinstance(exc, MeterTimeout) and not cycle.answered

@@ -19,6 +19,9 @@ METER: dict[str, Any] = {
                        "description": "This meter's poll period, if not the line's."},
         "counter_interval_s": {"type": "number", "minimum": 0.2, "maximum": 86400,
                                "description": "This meter's energy-counter period, if not the line's."},
+        "timeout_ms": {"type": "integer", "minimum": 20, "maximum": 5000,
+                       "description": "This meter's time to start answering, if not the line's "
+                                      "(a slow meter must not slow the others' failure handling)."},
         "ct_ratio": {"type": "number", "exclusiveMinimum": 0, "default": 1,
                      "description": "Current transformer ratio, applied to values the model marks as "
                                     "secondary-side (e.g. 50 for 250/5 A)."},

@@ -56,3 +56,12 @@ def test_a_missing_file_is_a_config_error_naming_the_file(tmp_path: Path) -> Non
 def test_the_config_reference_in_docs_is_current() -> None:
     assert (ROOT / "docs" / "config-agent.md").read_text() == render_docs(), (
         "regenerate: nengtan provision config docs > docs/config-agent.md")
+
+
+def test_a_meter_may_have_its_own_timeout_and_periods() -> None:
+    data = tomllib.loads(render_sample())
+    meter = data["inputs"]["modbus_rtu"][0]["meters"][0]
+    meter.update({"timeout_ms": 800, "interval_s": 5, "counter_interval_s": 900, "ct_ratio": 50})
+    [parsed] = parse_config(data, "sample").buses[0].meters
+    assert (parsed.timeout_ms, parsed.interval_s, parsed.counter_interval_s, parsed.ct_ratio) == (
+        800, 5.0, 900.0, 50.0)
