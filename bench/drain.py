@@ -31,11 +31,13 @@ import math
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import tomllib
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -91,6 +93,7 @@ class Result:
     receiver_cpu_s: float
     broker_cpu_s: float
     receiver_readings: int
+    receiver_duplicates: int  # envelopes that arrived again (resent), acknowledged, not stored
 
     def verdicts(self) -> list[tuple[str, str, bool]]:
         return [
@@ -205,6 +208,8 @@ def run(readings: int, values: str, envelope_readings: int | None, inflight: int
                                          "envelopes WHERE gateway = ?", (GATEWAY_ID,)).fetchone()
         stored = int(conn.execute("SELECT COUNT(*) FROM readings WHERE gateway = ?",
                                   (GATEWAY_ID,)).fetchone()[0])
+        row = conn.execute("SELECT value FROM counters WHERE name = 'duplicate'").fetchone()
+        duplicates = int(row[0]) if row else 0
     topic = f"{config.get('topic_prefix', 'nengtan/v1')}/{GATEWAY_ID}/batch"
     payload = sum(e.token_bytes for e in envelopes)
     mqtt = sum(mqtt_publish_header(topic, e.token_bytes) for e in envelopes)
@@ -224,14 +229,11 @@ def run(readings: int, values: str, envelope_readings: int | None, inflight: int
         tcp_bytes_sent_by_agent=sent, agent_rss_mb=round(agent_rss, 1),
         receiver_rss_mb=round(receiver_rss, 1), agent_cpu_s=round(agent_cpu, 2),
         receiver_cpu_s=round(receiver_cpu, 2), broker_cpu_s=round(broker_cpu, 2),
-        receiver_readings=stored,
+        receiver_readings=stored, receiver_duplicates=duplicates,
     )
 
 
-def _ro(path: Path):  # type: ignore[no-untyped-def]
-    import sqlite3
-    from contextlib import closing
-
+def _ro(path: Path) -> closing[sqlite3.Connection]:
     return closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10))
 
 
@@ -240,7 +242,8 @@ def report(r: Result) -> str:
         f"backlog: {r.readings:,} readings in {r.cycles:,} cycles ({METERS} meters x 25 "
         f"measurements, {CYCLE_S:g} s apart, values {r.values}); prefilled in {r.prefill_s:.1f} s",
         f"drained in {r.envelopes} envelopes (max {r.envelope_readings} readings each, "
-        f"inflight {r.inflight}); receiver stored {r.receiver_readings:,} readings",
+        f"inflight {r.inflight}); receiver stored {r.receiver_readings:,} readings, "
+        f"{r.receiver_duplicates} duplicate envelope(s)",
         f"first envelope sealed -> last committed: {r.drain_s:.2f} s  "
         f"=> {r.readings_per_s:,.0f} readings/s",
         f"first -> last received_ms at the receiver: {r.receive_span_s:.2f} s; agent start -> "

@@ -13,10 +13,12 @@ as backlog, not as live data.
 from __future__ import annotations
 
 import random
+import socket
 import sqlite3
 import struct
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,8 @@ INSTANTS: tuple[tuple[str, float, float, int], ...] = (
 COUNTERS: tuple[str, ...] = ("active_energy_import", "active_energy_export", "active_energy_total",
                              "reactive_energy_import", "reactive_energy_export")
 PER_METER = len(INSTANTS) + len(COUNTERS)  # 25
+#: which instantaneous values follow the load (currents and powers, not voltages or the factor)
+_LOAD_SCALED = tuple(("power" in n and "factor" not in n) or "current" in n for n, *_ in INSTANTS)
 CYCLE_S = 10.0  # the default poll period
 METER_READ_MS = 240  # one meter's two requests (instants, counters) on a 9600 Bd line
 
@@ -92,12 +96,14 @@ class SyntheticMeters:
         """One poll cycle started at ``taken_ms``; counters advance by ``interval_s`` of load."""
         rng, out = self._rng, []
         f32 = self.values == "float32"
+        noise = rng.random
         for m, meter in enumerate(self.ids):
             load = self._scale[m] * (1 + 0.1 * rng.uniform(-1, 1))
             ts = taken_ms + m * METER_READ_MS + rng.randint(0, 4)
-            for name, typical, noise, decimals in INSTANTS:
-                scale = load if "power" in name and "factor" not in name or "current" in name else 1
-                value = round(typical * scale * (1 + rng.gauss(0, noise)), decimals)
+            for (name, typical, spread, decimals), scaled in zip(INSTANTS, _LOAD_SCALED):
+                # two uniforms: a cheap bell-shaped noise of about ``spread`` (relative)
+                value = round(typical * (load if scaled else 1.0)
+                              * (1 + spread * 1.7 * (noise() + noise() - 1)), decimals)
                 out.append(Reading(meter, name, ts, as_float32(value) if f32 else value, "good"))
             kw = 27.3 * load
             c = self.counters[m]
@@ -264,6 +270,69 @@ def vm_hwm_kib(pid: int) -> int:
     raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
-def chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
+class ThrottledRelay:
+    """A TCP relay 127.0.0.1:port → target whose upstream direction (client → target) carries at
+    most ``rate`` bytes per second, as a gateway's cellular uplink would; answers come back
+    unthrottled. A flow whose target does not answer is closed at once (the broker is down)."""
+
+    BURST = 16_384
+
+    def __init__(self, target: tuple[str, int], rate: float) -> None:
+        self._target, self.rate = target, rate
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self.up_bytes = self.down_bytes = self.flows = 0
+        self._socks: list[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept, name="relay accept", daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self._target, timeout=2)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            self.flows += 1
+            self._socks += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True,
+                             name="relay up").start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True,
+                             name="relay down").start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, up: bool) -> None:
+        tokens, last = float(self.BURST), time.monotonic()
+        try:
+            while data := src.recv(self.BURST):
+                if up:
+                    now = time.monotonic()
+                    tokens = min(self.BURST, tokens + (now - last) * self.rate) - len(data)
+                    last = now
+                    if tokens < 0:
+                        time.sleep(-tokens / self.rate)
+                    self.up_bytes += len(data)
+                else:
+                    self.down_bytes += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):  # one side ended: end the other too, as a relay would
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._closed = True
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() of its thread
+        except OSError:
+            pass
+        self._listener.close()
+        for sock in self._socks:
+            sock.close()
