@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 import threading
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from agent.buffer import StoreReport, inspect_store
+from agent.buffer import StoreReport, export_envelopes, inspect_store
 from agent.config import load_config
 from agent.runner import BUFFER_FILE, MIB, STATS_FILE, build_agent, make_poller
 from agent.scan import scan_command
@@ -139,6 +140,8 @@ def _status_lines(report: StoreReport) -> list[tuple[str, str]]:
     return [
         ("epoch", f"{s.epoch} (epoch file: {report.epoch_file if report.epoch_file else 'missing'})"),
         ("last seq", str(s.last_seq)),
+        ("sealed", f"up to cycle {s.sealed_last}, {s.sealed_envelopes} envelope(s) this epoch "
+                   "(what the checkpoints state)"),
         ("unsent", f"{s.unsent_cycles} cycle(s), {s.unsent_readings} reading(s), "
                    f"{s.unsent_envelopes} sealed envelope(s), {s.unsealed_cycles} unsealed cycle(s)"),
         ("oldest unsent", age),
@@ -160,6 +163,62 @@ def _duration(seconds: float) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
+
+
+@agent.command()
+@CONFIG
+@click.option("--from-seq", "first", required=True, type=click.IntRange(min=1),
+              help="First cycle wanted (as `nengtan receiver gaps` lists it).")
+@click.option("--to-seq", "last", required=True, type=click.IntRange(min=1),
+              help="Last cycle wanted (inclusive).")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write: one signed envelope per line.")
+@click.option("--epoch", type=click.IntRange(min=1), default=None,
+              help="Refuse unless the buffer holds this epoch (the one the receiver lists).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def export(config_path: Path, first: int, last: int, out_path: Path, epoch: int | None,
+           as_json: bool) -> None:
+    """Write the stored envelopes holding cycles FROM..TO to a file, exactly as they were signed,
+    for `nengtan receiver import` on the far side of a data diode (read-only, safe beside the
+    running agent).
+
+    Every envelope holding any cycle of the range goes out whole. Cycles no stored envelope
+    holds (history older than history_days, dropped at the disk cap, or not sealed yet) are
+    listed; nothing is written when none is stored.
+
+    Example:
+
+        nengtan agent export --config /etc/nengtan/agent.toml --from-seq 1200 --to-seq 1262 \
+            --out /media/usb/gw01-1200-1262.jws
+    """
+    if last < first:
+        raise click.BadParameter(f"--to-seq {last} is below --from-seq {first}",
+                                 param_hint="--to-seq")
+    config = load_config(config_path)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    try:
+        with tmp.open("w", encoding="ascii") as out:
+            report = export_envelopes(config.gateway.state_dir / BUFFER_FILE, first, last, out,
+                                      epoch=epoch)
+            out.flush()
+            os.fsync(out.fileno())
+        if report.envelopes == 0:
+            raise StoreError(f"no stored envelope holds any cycle of {first}..{last} in epoch "
+                             f"{report.epoch}: expired, dropped or not sealed yet")
+        os.replace(tmp, out_path)  # a file that exists is complete
+    except OSError as exc:
+        raise StoreError(f"cannot write {out_path}: {exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    if as_json:
+        emit_json({**asdict(report), "file": str(out_path)})
+        return
+    click.echo(f"{out_path}: {report.envelopes} envelope(s), cycles {report.first}..{report.last} "
+               f"of epoch {report.epoch}")
+    for a, b in report.not_stored:
+        click.echo(f"not in the buffer: cycles {a}..{b} (history expired, dropped at the disk "
+                   "cap, or not sealed yet)", err=True)
 
 
 @agent.command("bus-stats")

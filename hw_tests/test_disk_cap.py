@@ -54,10 +54,11 @@ class AgentGaps:
 
 
 def _receiver_ranges(stack: Stack) -> list[dict[str, object]]:
-    out = subprocess.run([sys.executable, "-m", "nengtan", "receiver", "gaps", "--config",
-                          str(stack.receiver_config), "--json"],
-                         capture_output=True, text=True, check=True).stdout
-    doc = json.loads(out)
+    done = subprocess.run([sys.executable, "-m", "nengtan", "receiver", "gaps", "--config",
+                           str(stack.receiver_config), "--json"], capture_output=True, text=True)
+    if done.returncode != 0:  # the receiver has not created its database yet
+        return []
+    doc = json.loads(done.stdout)
     return [r for stream in doc["streams"] for r in stream["ranges"]]
 
 

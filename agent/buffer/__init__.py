@@ -10,10 +10,12 @@ from agent.buffer._contract import (
     Buffer,
     BufferFull,
     BufferStats,
+    ChainHead,
     ClockSource,
     Sealed,
     Sealer,
 )
+from agent.buffer._export import ExportReport, export_envelopes
 from agent.buffer._inspect import StoreReport, inspect_store
 from agent.buffer._memory import MemoryBuffer
 from agent.buffer._sqlite import SqliteBuffer
@@ -25,12 +27,15 @@ __all__ = [
     "Buffer",
     "BufferFull",
     "BufferStats",
+    "ChainHead",
     "ClockSource",
+    "ExportReport",
     "MemoryBuffer",
     "Sealed",
     "Sealer",
     "SqliteBuffer",
     "StoreReport",
+    "export_envelopes",
     "inspect_store",
     "system_clock",
 ]

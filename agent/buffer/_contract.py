@@ -14,6 +14,10 @@ than ``LIVE_S`` ago on the monotonic clock, or in an earlier boot) every call re
 envelopes first, newest first, then fills up with the oldest: live data stays about a minute late
 at most while days of backlog drain behind it.
 
+For checkpoints and one-way links: ``chain_head`` says how far the sealed chain reaches (what a
+signed checkpoint states); ``sealed`` hands back stored envelopes by seq, sent or not, byte for
+byte, for a redundant resend; ``recently_sent`` finds what was sent shortly before a restart.
+
 Nothing leaves silently: a buffer that has to drop committed cycles (the SQLite disk cap) records
 a ``Gap`` that is sealed, signed, into the next envelope; one that must refuse a cycle raises
 ``BufferFull`` after declaring it the same way. ``alarm`` records what a technician must see.
@@ -51,6 +55,16 @@ class Sealed:
 
 
 @dataclass(frozen=True)
+class ChainHead:
+    """How far the gateway's envelope chain reaches in the current epoch: what a checkpoint
+    states (docs/wire-format.md, "Checkpoints")."""
+
+    last: int  # the last cycle seq sealed into an envelope; 0 if none yet
+    head: str | None  # chain hash of the envelope ending at ``last``; None when last is 0
+    sealed: int  # envelopes sealed in this epoch, whatever became of them since
+
+
+@dataclass(frozen=True)
 class Alarm:
     raised_ms: int  # wall clock, for the technician; may be wrong on an unsynced Pi
     kind: str  # e.g. store_corrupt, store_missing, buffer_full
@@ -71,6 +85,8 @@ class BufferStats:
     pending_gap_readings: int = 0
     dropped_cycles: int = 0  # every cycle dropped or refused in this epoch
     dropped_readings: int = 0
+    sealed_last: int = 0  # the last cycle sealed into an envelope (ChainHead.last)
+    sealed_envelopes: int = 0  # envelopes sealed in this epoch (ChainHead.sealed)
     db_bytes: int = 0  # page_count × page_size + WAL; 0 for a buffer without disk
     max_bytes: int | None = None
 
@@ -101,6 +117,22 @@ class Buffer(Protocol):
     def begin(self, *, max_envelopes: int, max_readings: int) -> list[Sealed]: ...
 
     def end(self, accepted: Iterable[int], rejected: Iterable[int]) -> None: ...
+
+    def chain_head(self) -> ChainHead | None:
+        """Where the sealed chain ends; None only for a migrated store whose head envelope is
+        gone, until the next envelope is sealed (a checkpoint must not guess)."""
+        ...
+
+    def sealed(self, seqs: Iterable[int]) -> list[Sealed]:
+        """The stored envelopes starting at ``seqs`` (sent or not, byte-identical), in that
+        order; those no longer stored (expired history, dropped at the cap) are left out. Does
+        not touch what is in flight."""
+        ...
+
+    def recently_sent(self, *, since_ms: int, limit: int) -> list[int]:
+        """Seqs of envelopes marked sent at or after ``since_ms`` (wall clock), ascending, at
+        most ``limit`` (the newest)."""
+        ...
 
     def prune_history(self, *, sent_before_ms: int) -> int:
         """Delete sent envelopes (and their cycles) acknowledged before ``sent_before_ms``, in

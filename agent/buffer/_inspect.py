@@ -46,6 +46,7 @@ def buffer_stats(conn: sqlite3.Connection, epoch: int, db_bytes: int,
         unsealed_cycles=_one(conn, "SELECT COUNT(*) FROM cycles WHERE envelope IS NULL")[0],
         pending_gaps=gaps, pending_gap_readings=gap_readings,
         dropped_cycles=_meta(conn, "dropped_cycles"), dropped_readings=_meta(conn, "dropped_readings"),
+        sealed_last=max(_meta(conn, "sealed_last"), 0), sealed_envelopes=_meta(conn, "sealed_count"),
         db_bytes=db_bytes, max_bytes=max_bytes,
     )
 

@@ -8,7 +8,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from agent.buffer._clock import is_live, system_clock
-from agent.buffer._contract import LIVE_S, Alarm, BufferStats, ClockSource, Sealed, Sealer, send_order
+from agent.buffer._contract import (
+    LIVE_S,
+    Alarm,
+    BufferStats,
+    ChainHead,
+    ClockSource,
+    Sealed,
+    Sealer,
+    send_order,
+)
 from nengtan.envelope import Cycle, Envelope, Reading, envelope_hash
 
 SEAL_BUDGET = 50_000  # readings sealed per begin() call, at most (always at least one envelope)
@@ -46,6 +55,7 @@ class MemoryBuffer:
         self._head: str | None = None
         self._next = 1
         self._sealed_up_to = 0  # every cycle with seq <= this is sealed
+        self._sealed_count = 0
 
     @property
     def epoch(self) -> int:
@@ -76,6 +86,7 @@ class MemoryBuffer:
         for c in run:
             c.envelope = env.seq
         self._sealed_up_to = env.last
+        self._sealed_count += 1
         self._envelopes[env.seq] = _Envelope(Sealed(env.seq, env.last, token, total),
                                              run[-1].boot, run[-1].mono_ms)
         return max(total, 1)
@@ -99,6 +110,17 @@ class MemoryBuffer:
                 self._envelopes[seq].sent_ms = now
         for seq in rejected:
             self._inflight.discard(seq)
+
+    def chain_head(self) -> ChainHead:
+        return ChainHead(self._sealed_up_to, self._head, self._sealed_count)
+
+    def sealed(self, seqs: Iterable[int]) -> list[Sealed]:
+        return [self._envelopes[seq].sealed for seq in dict.fromkeys(seqs) if seq in self._envelopes]
+
+    def recently_sent(self, *, since_ms: int, limit: int) -> list[int]:
+        found = [seq for seq, e in sorted(self._envelopes.items())
+                 if e.sent_ms is not None and e.sent_ms >= since_ms]
+        return found[-limit:] if limit > 0 else []
 
     def prune_history(self, *, sent_before_ms: int) -> int:
         gone = 0
@@ -125,6 +147,7 @@ class MemoryBuffer:
             min((c.taken_ms for c in waiting), default=None), self._next - 1,
             unsent_envelopes=sum(e.sent_ms is None for e in self._envelopes.values()),
             unsealed_cycles=sum(c.envelope is None for c in self._cycles.values()),
+            sealed_last=self._sealed_up_to, sealed_envelopes=self._sealed_count,
         )
 
     def close(self) -> None:

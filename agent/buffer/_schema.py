@@ -3,6 +3,8 @@
 Tables (readable with ``sqlite-utils rows buffer.db <table>``):
 
 * ``meta``: epoch, next_seq, head (hash of the last sealed envelope: the next one's ``prev``),
+  sealed_last / sealed_count (the last cycle sealed and how many envelopes were sealed in this
+  epoch: what a checkpoint states; sealed_last is -1 while unknown after a migration),
   dropped_cycles / dropped_readings (every cycle dropped or refused in this epoch).
 * ``cycles``: one row per committed poll cycle; ``envelope`` is the seq of the envelope that
   sealed it (NULL while unsealed); ``boot_id``/``mono_ms`` say when it was committed on the
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -41,7 +43,7 @@ CREATE TABLE IF NOT EXISTS alarms (
 """
 
 _META_DEFAULTS = (("next_seq", "1"), ("head", ""), ("dropped_cycles", "0"),
-                  ("dropped_readings", "0"))
+                  ("dropped_readings", "0"), ("sealed_last", "0"), ("sealed_count", "0"))
 
 
 def _statements(script: str) -> list[str]:
@@ -70,4 +72,27 @@ def migrate(conn: sqlite3.Connection) -> None:
         head = conn.execute("SELECT hash FROM envelopes ORDER BY seq DESC LIMIT 1").fetchone()
         conn.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", _META_DEFAULTS)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'head'", (head[0] if head else "",))
+    if version < 3:
+        _count_sealed(conn)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _count_sealed(conn: sqlite3.Connection) -> None:
+    """Fill sealed_last / sealed_count from the envelopes a v1 or v2 store still holds.
+
+    Exact for every store that never deleted an envelope (all v1 stores: they had no history
+    expiry and no cap). A v2 store may have pruned or dropped some: then sealed_count can only
+    count those left, and if the head envelope itself is gone, sealed_last is unknown (-1) and
+    no checkpoint is published until the next envelope is sealed.
+    """
+    head = str(conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()[0] or "")
+    count = int(conn.execute("SELECT COUNT(*) FROM envelopes").fetchone()[0])
+    row = conn.execute("SELECT last, hash FROM envelopes ORDER BY seq DESC LIMIT 1").fetchone()
+    if not head:
+        last = 0
+    elif row is not None and row[1] == head:
+        last = int(row[0])
+    else:
+        last = -1
+    conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                     (("sealed_last", str(last)), ("sealed_count", str(count))))

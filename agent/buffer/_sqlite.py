@@ -24,6 +24,7 @@ from agent.buffer._contract import (
     Alarm,
     BufferFull,
     BufferStats,
+    ChainHead,
     ClockSource,
     Sealed,
     Sealer,
@@ -156,6 +157,8 @@ class SqliteBuffer:
             conn.execute("UPDATE cycles SET envelope = ? WHERE seq BETWEEN ? AND ?", (first, first, last))
             conn.executemany("UPDATE gaps SET envelope = ? WHERE id = ?", [(first, g[0]) for g in gaps])
             self._db.set_meta("head", digest)
+            self._db.set_meta("sealed_last", last)
+            conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'sealed_count'")
         return max(total, 1)
 
     def begin(self, *, max_envelopes: int, max_readings: int) -> list[Sealed]:
@@ -188,6 +191,37 @@ class SqliteBuffer:
             raise StoreError(f"cannot record acknowledgements: {exc}") from exc
         self._inflight.difference_update(done)
         self._inflight.difference_update(rejected)
+
+    # -- checkpoints and resends ----------------------------------------------------------------
+    def chain_head(self) -> ChainHead | None:
+        try:
+            last, head, count = (self._db.meta(k) for k in ("sealed_last", "head", "sealed_count"))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the chain head: {exc}") from exc
+        if int(last) < 0:
+            return None
+        return ChainHead(int(last), head or None, int(count))
+
+    def sealed(self, seqs: Iterable[int]) -> list[Sealed]:
+        wanted = list(dict.fromkeys(seqs))
+        found: dict[int, Sealed] = {}
+        try:
+            for i in range(0, len(wanted), SCAN_CHUNK):
+                chunk = wanted[i:i + SCAN_CHUNK]
+                found.update((row[0], Sealed(*row)) for row in self._conn.execute(
+                    "SELECT seq, last, token, readings FROM envelopes WHERE seq IN "
+                    f"({','.join('?' * len(chunk))})", chunk))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read sealed envelopes: {exc}") from exc
+        return [found[seq] for seq in wanted if seq in found]
+
+    def recently_sent(self, *, since_ms: int, limit: int) -> list[int]:
+        try:
+            rows = self._conn.execute("SELECT seq FROM envelopes WHERE sent_ms >= ? ORDER BY seq "
+                                      "DESC LIMIT ?", (since_ms, max(limit, 0))).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the sent history: {exc}") from exc
+        return sorted(int(row[0]) for row in rows)
 
     # -- history, alarms, stats ----------------------------------------------------------------
     def prune_history(self, *, sent_before_ms: int) -> int:

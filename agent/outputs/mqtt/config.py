@@ -32,6 +32,17 @@ class MqttConfig:
     cert_file: Path | None = None  # client certificate (PEM) for mutual TLS
     key_file: Path | None = None  # its private key (PEM)
     status_every_s: int = 60
+    mode: str = "acknowledged"  # or "one_way" (a data diode: nothing relies on acknowledgements)
+    checkpoint_every_s: int = 300
+    redundancy: int = 2  # one_way: sends of each envelope in all
+    resend_delay_s: float = 30.0  # one_way: between two sends of an envelope
+
+    @property
+    def one_way(self) -> bool:
+        return self.mode == "one_way"
+
+
+CHECKPOINT_EVERY_S = {"acknowledged": 300, "one_way": 60}  # when checkpoint_every_s is not set
 
 
 def _path(value: str | None) -> Path | None:
@@ -49,4 +60,7 @@ def mqtt_config(table: Mapping[str, Any]) -> MqttConfig:
         username=mq["username"], password_file=_path(mq["password_file"]), tls=mq["tls"],
         ca_file=_path(mq["ca_file"]), cert_file=_path(mq["cert_file"]),
         key_file=_path(mq["key_file"]), status_every_s=mq["status_every_s"],
+        mode=mq["mode"],
+        checkpoint_every_s=table.get("checkpoint_every_s", CHECKPOINT_EVERY_S[mq["mode"]]),
+        redundancy=mq["redundancy"], resend_delay_s=float(mq["resend_delay_s"]),
     )

@@ -1,4 +1,5 @@
-"""The MQTT uplink: publish sealed envelopes at QoS 1, count them sent only on a successful PUBACK.
+"""The MQTT uplink: publish sealed envelopes at QoS 1, count them sent only on a successful PUBACK
+(mode "acknowledged"), or, across a data diode (mode "one_way"), at QoS 0, sent once written.
 
 The agent loop owns reconnection. Each connection gets a fresh paho client and its own network
 thread: when a link dies, the old client and its in-RAM queue are dropped and everything that was
@@ -7,8 +8,19 @@ only one. paho calls ``on_publish`` from its network thread, sometimes before ``
 returned the mid, so callbacks only append to a queue and the loop matches mids afterwards.
 
 Next to the batches the uplink keeps the gateway's retained ``state`` topic (a Last Will on every
-connection, ``online`` once it is up, ``offline`` on a clean stop) and carries the health status
-for ``agent.health``. Those side messages never take one of the envelopes' window slots.
+connection, ``online`` once it is up, ``offline`` on a clean stop), carries the health status for
+``agent.health`` and the signed checkpoints (not retained). Those side messages are never
+buffered and never take one of the envelopes' window slots.
+
+One-way mode: a diode terminates TCP on the near side, so every PUBACK would come from a proxy
+and prove nothing about the far side. Everything then goes out at QoS 0: paho reports a QoS 0
+message as published once it is written to the socket, a local fact, and that is when an
+envelope counts as sent (so one that never left, because the link died first, is sent again).
+Why not QoS 1 with the acks ignored: paho keeps QoS 1 messages until their PUBACK and paces its
+in-flight window by them, so a proxy that acks slowly, or not at all, would still stall the
+stream; with QoS 0 the only back-pressure is TCP's own, from the near side, which is real. The
+window (``inflight``) then bounds what is handed to paho but not yet written. Redundant copies
+(``publish(copy=True)``) are reported apart from first sends, as ``copied``/``uncopied``.
 
 Sessions: always a clean start, no session kept on the broker (MQTT 5: Clean Start 1, Session
 Expiry 0; 3.1.1: Clean Session 1). A persistent session would buy us nothing: we only publish,
@@ -42,7 +54,7 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
 BACKOFF_MIN_S, BACKOFF_MAX_S = 1.0, 60.0
-SIDE_SLOTS = 2  # at most one state and one status message in flight, besides the envelopes
+SIDE_SLOTS = 3  # at most one state, one status and one checkpoint in flight, besides envelopes
 RECEIVE_MAX_DEFAULT = 65535  # MQTT 5 §3.2.2.3.3, when the CONNACK does not say
 CLOSE_WAIT_S = 3.0  # how long a clean stop waits for the goodbye and DISCONNECT to leave
 
@@ -103,7 +115,9 @@ class UplinkStats:
     connects: int = 0  # attempts
     sessions: int = 0  # connections that came up
     disconnects: int = 0
-    published: int = 0
+    published: int = 0  # envelopes, first sends
+    copies: int = 0  # one_way: envelopes sent again
+    checkpoints: int = 0
     acked: int = 0
     rejected: int = 0
     last_error: str = ""
@@ -111,8 +125,12 @@ class UplinkStats:
 
 @dataclass
 class Verdicts:
-    accepted: list[int] = field(default_factory=list)
-    rejected: list[int] = field(default_factory=list)
+    """What became of published envelopes (by first seq) since the last ``pump``."""
+
+    accepted: list[int] = field(default_factory=list)  # acked (one_way: written to the socket)
+    rejected: list[int] = field(default_factory=list)  # refused, or in flight when the link died
+    copied: list[int] = field(default_factory=list)  # one_way: a resent copy was written
+    uncopied: list[int] = field(default_factory=list)  # one_way: a resent copy never left
 
 
 class MqttUplink:
@@ -124,6 +142,8 @@ class MqttUplink:
         self.topic = f"{base}/batch"
         self.state_topic = f"{base}/state"
         self.status_topic = f"{base}/status"
+        self.checkpoint_topic = f"{base}/checkpoint"
+        self._qos = 0 if config.one_way else 1
         self._client_id = f"nengtan-agent-{gateway}"
         self._wake = wake or threading.Event()
         self._wall_ms = wall_ms
@@ -138,7 +158,8 @@ class MqttUplink:
         self._receive_max = RECEIVE_MAX_DEFAULT  # the broker's, for this connection
         self._events: collections.deque[tuple[int, bool, str]] = collections.deque()
         self._inflight: dict[int, int] = {}  # mid -> envelope seq
-        self._side: dict[int, str] = {}  # mid -> "state" or "status", not in the window
+        self._copies: dict[int, int] = {}  # mid -> envelope seq of a resent copy (one_way)
+        self._side: dict[int, str] = {}  # mid -> "state", "status" or "checkpoint"; not in the window
         self._attempt_started = 0.0
         self._next_attempt = 0.0
         self._backoff = BACKOFF_MIN_S
@@ -245,6 +266,8 @@ class MqttUplink:
         # Unacknowledged envelopes go back to the buffer; the next connection sends them again.
         verdicts.rejected.extend(self._inflight.values())
         self._inflight.clear()
+        verdicts.uncopied.extend(self._copies.values())
+        self._copies.clear()
         self._side.clear()
         self._events.clear()
         self._connected.clear()
@@ -261,6 +284,10 @@ class MqttUplink:
             if side is not None:
                 if not ok:
                     log.warning("the broker refused the %s message: %s", side, reason)
+                continue
+            copy = self._copies.pop(mid, None)
+            if copy is not None:
+                (verdicts.copied if ok else verdicts.uncopied).append(copy)
                 continue
             seq = self._inflight.pop(mid, None)
             if seq is None:
@@ -324,11 +351,14 @@ class MqttUplink:
     # -- publishing ------------------------------------------------------------------------------
     @property
     def window(self) -> int:
-        """How many more envelopes may be published before the oldest is acknowledged."""
-        return self._data_cap - len(self._inflight) if self.connected else 0
+        """How many more envelopes may be published before the oldest is acknowledged (one_way:
+        written to the socket); first sends and copies share it."""
+        return self._data_cap - len(self._inflight) - len(self._copies) if self.connected else 0
 
     @property
     def _data_cap(self) -> int:
+        if self.config.one_way:
+            return self.config.inflight  # QoS 0: the broker's Receive Maximum does not apply
         # Everything we have unacknowledged, side messages included, must stay within the
         # broker's Receive Maximum. When that, not `inflight`, is the limit, SIDE_SLOTS of it are
         # kept for the state and status messages, so they never wait for or delay an envelope.
@@ -336,26 +366,52 @@ class MqttUplink:
 
     @property
     def _side_room(self) -> bool:
+        if self.config.one_way:
+            return True  # QoS 0: no Receive Maximum; each kind has one message at a time anyway
         return len(self._inflight) + len(self._side) < self._receive_max
 
-    def publish(self, sealed: Sealed) -> bool:
-        """Publish one envelope at QoS 1; False if the client refused it (it stays in the buffer)."""
+    def publish(self, sealed: Sealed, *, copy: bool = False) -> bool:
+        """Publish one envelope (QoS 1, or 0 in one_way mode); False if the client refused it
+        (it stays in the buffer). ``copy``: a redundant resend of one already sent (one_way)."""
         if self._client is None or not self.connected:
             return False
-        info = self._client.publish(self.topic, sealed.token.encode("ascii"), qos=1)
+        info = self._client.publish(self.topic, sealed.token.encode("ascii"), qos=self._qos)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             self.stats.last_error = f"publish refused: {mqtt.error_string(info.rc)}"
             self._lost.set()
             return False
-        self._inflight[info.mid] = sealed.seq
-        self.stats.published += 1
+        if copy:
+            self._copies[info.mid] = sealed.seq
+            self.stats.copies += 1
+        else:
+            self._inflight[info.mid] = sealed.seq
+            self.stats.published += 1
         return True
 
-    def _publish_side(self, kind: str, topic: str, payload: bytes) -> bool:
-        """A retained QoS 1 message outside the window (paho has SIDE_SLOTS extra for them)."""
+    @property
+    def idle(self) -> bool:
+        """Nothing published on this connection is still waiting to be acked (one_way: written)."""
+        return not (self._inflight or self._copies or self._side)
+
+    @property
+    def checkpoint_ready(self) -> bool:
+        return self.connected and "checkpoint" not in self._side.values()
+
+    def publish_checkpoint(self, token: str) -> bool:
+        """Publish a signed checkpoint, not retained, outside the window; False (and nothing
+        queued) if it cannot go now."""
+        if not (self.checkpoint_ready and self._publish_side(
+                "checkpoint", self.checkpoint_topic, token.encode("ascii"), retain=False)):
+            return False
+        self.stats.checkpoints += 1
+        return True
+
+    def _publish_side(self, kind: str, topic: str, payload: bytes, *, retain: bool = True) -> bool:
+        """A message outside the window (paho has SIDE_SLOTS extra for them), retained unless
+        said otherwise; QoS 1, or 0 in one_way mode."""
         if self._client is None or not self._side_room:
             return False
-        info = self._client.publish(topic, payload, qos=1, retain=True)
+        info = self._client.publish(topic, payload, qos=self._qos, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return False
         self._side[info.mid] = kind

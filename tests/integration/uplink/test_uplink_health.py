@@ -25,7 +25,7 @@ from uplink_helpers import (
 
 from agent.health import HealthPublisher, HealthSnapshot, snapshot
 from agent.modbus._stats import MeterStats
-from agent.outputs.mqtt.uplink import MqttUplink
+from agent.outputs.mqtt.uplink import SIDE_SLOTS, MqttUplink
 
 pytestmark = pytest.mark.integration
 
@@ -129,7 +129,7 @@ def test_while_disconnected_no_status_is_made_or_queued(tmp_path: Path) -> None:
     assert not uplink.publish_status(b"{}")
 
 
-@pytest.mark.parametrize(("protocol", "window"), [("5", 5 - 2), ("3.1.1", 20)])
+@pytest.mark.parametrize(("protocol", "window"), [("5", 5 - SIDE_SLOTS), ("3.1.1", 20)])
 def test_the_brokers_receive_maximum_bounds_the_window_and_keeps_room_for_the_status(
         tmp_path: Path, protocol: str, window: int) -> None:
     # Mosquitto announces max_inflight_messages as its Receive Maximum (MQTT 5 only).

@@ -127,3 +127,39 @@ def test_a_missing_certificate_file_is_an_error_to_retry_not_a_crash(tmp_path: P
     assert not uplink.connected and uplink.window == 0
     assert not uplink.status_ready and not uplink.publish_status(b"{}")
     uplink.close()
+
+
+def test_the_delivery_mode_keys_default_to_acknowledged_with_a_checkpoint_every_5_min() -> None:
+    config = mqtt_config({"host": "h"})
+    assert (config.mode, config.one_way, config.checkpoint_every_s) == ("acknowledged", False, 300)
+    assert (config.redundancy, config.resend_delay_s) == (2, 30.0)
+
+
+def test_one_way_checkpoints_every_minute_unless_told_otherwise() -> None:
+    config = mqtt_config({"host": "h", "mode": "one_way"})
+    assert (config.one_way, config.checkpoint_every_s, config.redundancy) == (True, 60, 2)
+    config = mqtt_config({"host": "h", "mode": "one_way", "checkpoint_every_s": 300,
+                          "redundancy": 3, "resend_delay_s": 2.5})
+    assert (config.checkpoint_every_s, config.redundancy, config.resend_delay_s) == (300, 3, 2.5)
+    assert mqtt_config({"host": "h", "checkpoint_every_s": 30}).checkpoint_every_s == 30
+
+
+def test_the_delivery_mode_keys_are_validated() -> None:
+    assert parse_config({"gateway": {"id": "gw"}, "inputs": INPUTS, "outputs": {"mqtt": {
+        "host": "h", "mode": "one_way", "redundancy": 1, "resend_delay_s": 1,
+        "checkpoint_every_s": 5}}}).mqtt.redundancy == 1
+    assert _problems({"host": "h", "mode": "diode"}) == [
+        "At 'outputs.mqtt.mode': 'diode' is not one of ['acknowledged', 'one_way']"]
+    assert _problems({"host": "h", "mode": "one_way", "redundancy": 0}) == [
+        "At 'outputs.mqtt.redundancy': 0 is less than the minimum of 1"]
+    assert _problems({"host": "h", "mode": "one_way", "resend_delay_s": 0.5}) == [
+        "At 'outputs.mqtt.resend_delay_s': 0.5 is less than the minimum of 1"]
+    assert _problems({"host": "h", "checkpoint_every_s": 1}) == [
+        "At 'outputs.mqtt.checkpoint_every_s': 1 is less than the minimum of 5"]
+
+
+def test_redundancy_without_one_way_is_refused_rather_than_silently_ignored() -> None:
+    assert _problems({"host": "h", "redundancy": 3}) == [
+        "At 'outputs.mqtt': 'mode' is a required property"]
+    assert _problems({"host": "h", "mode": "acknowledged", "resend_delay_s": 5}) == [
+        "At 'outputs.mqtt.mode': 'one_way' was expected"]
