@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,20 +19,19 @@ from cloud_receiver.energy import daily_energy
 from cloud_receiver.store import open_store
 from nengtan.measurements import ENERGY_IMPORT
 from nengtan.stack import Stack
+from tests.helpers import mosquitto_binary
 
 
 def require_mosquitto() -> None:
-    if shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists():
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("mosquitto is not installed; run scripts/ensure-tools.sh")
-    pytest.skip("needs Mosquitto (Debian package `mosquitto`)")
+    """Fail in CI, skip elsewhere, when Mosquitto is missing; put /usr/sbin on PATH for it."""
+    mosquitto_binary()
+    if "/usr/sbin" not in os.environ["PATH"].split(os.pathsep):
+        os.environ["PATH"] += os.pathsep + "/usr/sbin"
 
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     require_mosquitto()
-    os.environ["PATH"] += os.pathsep + "/usr/sbin"
     chain = Stack(tmp_path, interval_s=1.0, speedup=600.0, broker_kind="mosquitto")
     try:
         yield chain

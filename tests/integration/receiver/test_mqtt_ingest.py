@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import shutil
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +27,8 @@ from nengtan.envelope import Cycle, Envelope, Reading, envelope_hash, seal
 from nengtan.errors import StoreError
 from nengtan.jws import Ed25519Signer, b64url
 from tests.vectors import realistic
+from nengtan.broker import free_port
+from tests.helpers import mosquitto_binary, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -35,33 +36,9 @@ GATEWAY = "gw-it-01"
 TOPIC = f"nengtan/v1/{GATEWAY}/batch"
 
 
-def _mosquitto() -> str:
-    # Debian installs the broker in /usr/sbin, which is not on every user's PATH.
-    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
-    if found:
-        return found
-    if os.environ.get("CI") == "true":
-        pytest.fail("mosquitto is required in CI (Debian package: mosquitto)")
-    pytest.skip("mosquitto is not installed (Debian package: mosquitto)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[int]:
-    binary, port = _mosquitto(), _free_port()
+    binary, port = mosquitto_binary(), free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
     log = (tmp_path / "mosquitto.log").open("wb")
@@ -74,7 +51,7 @@ def broker(tmp_path: Path) -> Iterator[int]:
         except OSError:
             return proc.poll() is not None  # died: stop waiting, the assert below says why
 
-    _wait_for(accepting, "mosquitto to listen")
+    wait_for(accepting, "mosquitto to listen")
     assert proc.poll() is None, (tmp_path / "mosquitto.log").read_text()
     yield port
     proc.terminate()
@@ -132,7 +109,7 @@ class Receiver:
 
     def __enter__(self) -> Receiver:
         self.thread.start()
-        _wait_for(self.ready.is_set, "the receiver to subscribe")
+        wait_for(self.ready.is_set, "the receiver to subscribe")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -170,12 +147,12 @@ def test_envelopes_are_stored_exactly_once_and_queued_while_the_receiver_is_down
 
     with Receiver(config):
         _publish(broker, protocol, [first, second, third, first])  # the last is a resend
-        _wait_for(lambda: _stats(config) == (3, 3, 1), "three envelopes and one duplicate")
+        wait_for(lambda: _stats(config) == (3, 3, 1), "three envelopes and one duplicate")
 
     # Down: the broker keeps our persistent session and queues what arrives meanwhile.
     _publish(broker, protocol, [gateway.seal(4)])
     with Receiver(config):
-        _wait_for(lambda: _stats(config)[0] == 4, "the envelope queued while we were down")
+        wait_for(lambda: _stats(config)[0] == 4, "the envelope queued while we were down")
     assert _stats(config) == (4, 4, 1)
 
 
@@ -194,7 +171,7 @@ def test_a_message_that_could_not_be_stored_is_redelivered_not_lost(
     monkeypatch.setattr(Ingestor, "ingest", flaky_ingest)
     with Receiver(config, store_retry_s=0.2):
         _publish(broker, "5", [gateway.seal(1)])
-        _wait_for(lambda: _stats(config)[0] == 1, "the redelivered envelope")
+        wait_for(lambda: _stats(config)[0] == 1, "the redelivered envelope")
     assert len(calls) >= 2 and calls[0] == calls[1]
     assert _stats(config) == (1, 1, 0)
 
@@ -210,7 +187,7 @@ def test_checkpoints_arrive_on_their_own_topic_and_expose_a_lost_tail(
     with Receiver(config):
         _publish(broker, "5", [first])
         _publish(broker, "5", [checkpoint.encode()], topic=f"nengtan/v1/{GATEWAY}/checkpoint")
-        _wait_for(lambda: _count(config, "checkpoints") == 1, "the checkpoint")
+        wait_for(lambda: _count(config, "checkpoints") == 1, "the checkpoint")
     store = open_store(config.storage_path, create=False)
     try:
         assert [(r.first, r.last, r.status) for r in store.missing_ranges(GATEWAY, 1)] == [
@@ -254,7 +231,7 @@ def test_a_backlog_of_a_million_readings_drains_through_mosquitto_at_50000_per_s
 
     start = time.perf_counter()
     with Receiver(config):
-        _wait_for(lambda: _count(config, "envelopes") == len(tokens), "the backlog to drain",
+        wait_for(lambda: _count(config, "envelopes") == len(tokens), "the backlog to drain",
                   timeout=240)
         elapsed = time.perf_counter() - start
     rate = readings / elapsed

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -17,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -29,32 +27,10 @@ from agent.outputs.mqtt.config import MqttConfig
 from agent.outputs.mqtt.uplink import MqttUplink
 from nengtan.envelope import Reading, seal
 from nengtan.jws import Ed25519Signer
+from nengtan.broker import free_port
+from tests.helpers import mosquitto_binary, wait_for
 
 GATEWAY = "gw-uplink-01"
-
-
-def mosquitto_binary() -> str:
-    # Debian installs the broker in /usr/sbin, which is not on every user's PATH.
-    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
-    if found:
-        return found
-    if os.environ.get("CI") == "true":
-        pytest.fail("mosquitto is required in CI (Debian package: mosquitto)")
-    pytest.skip("mosquitto is not installed (Debian package: mosquitto)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 class Mosquitto:
