@@ -5,35 +5,17 @@ from __future__ import annotations
 
 import io
 import sqlite3
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from buffer_helpers import SIGNER, FakeClock, Recorder, reading, readings
+from conftest import Factory
+from buffer_helpers import FakeClock, Recorder, reading, readings
 
-from agent.buffer import Buffer, ChainHead, MemoryBuffer, SqliteBuffer, export_envelopes
-from nengtan.envelope import envelope_hash, seal
+from agent.buffer import Buffer, ChainHead, SqliteBuffer, export_envelopes
+from nengtan.envelope import envelope_hash
 from nengtan.errors import StoreError
 
-Factory = Callable[..., Buffer]
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
-    opened: list[Buffer] = []
-
-    def factory(**kwargs: Any) -> Buffer:
-        kwargs.setdefault("sealer", lambda env: seal(SIGNER, env))
-        kwargs.setdefault("clock", FakeClock())
-        buffer: Buffer = (MemoryBuffer(gateway="gw", **kwargs) if request.param == "memory"
-                          else SqliteBuffer(tmp_path / "buffer.db", gateway="gw", **kwargs))
-        opened.append(buffer)
-        return buffer
-
-    yield factory
-    for buffer in opened:
-        buffer.close()
 
 
 def _fill(buffer: Buffer, cycles: int, per_envelope: int = 2) -> list[str]:

@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import pytest
+from conftest import Factory
 from buffer_helpers import KEYS, SIGNER, T0, FakeClock, Recorder, reading, readings
 
-from agent.buffer import Alarm, Buffer, MemoryBuffer, SqliteBuffer
+from agent.buffer import Alarm, SqliteBuffer
 from nengtan.envelope import ClockInfo, envelope_hash, open_envelope, seal
 
-Factory = Callable[..., Buffer]
 HOUR = 3600.0
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
-    opened: list[Buffer] = []
-
-    def factory(**kwargs: Any) -> Buffer:
-        kwargs.setdefault("sealer", lambda env: seal(SIGNER, env))
-        kwargs.setdefault("clock", FakeClock())
-        buffer: Buffer = (MemoryBuffer(gateway="gw", **kwargs) if request.param == "memory"
-                          else SqliteBuffer(tmp_path / "buffer.db", gateway="gw", **kwargs))
-        opened.append(buffer)
-        return buffer
-
-    yield factory
-    for buffer in opened:
-        buffer.close()
 
 
 def _chain_holds(tokens: dict[int, str]) -> bool:

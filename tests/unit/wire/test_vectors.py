@@ -62,9 +62,10 @@ def test_the_checked_in_vectors_are_what_the_code_produces_today() -> None:
     hint = "run: python -m tests.vectors.make_envelope_vectors"
     assert [c.get("document") for c in built["envelopes"]] == [  # type: ignore[attr-defined]
         c.get("document") for c in VECTORS["envelopes"]], hint
-    if not _deflates_like_the_generator():
-        pytest.skip(f"zlib {zlib.ZLIB_RUNTIME_VERSION} deflates differently; documents compared")
-    assert built == VECTORS, hint
+    # Another zlib build (e.g. zlib-ng) deflates the same document to other bytes: there the
+    # documents above are the check, and the exact tokens are compared only with stock zlib.
+    if _deflates_like_the_generator():
+        assert built == VECTORS, hint
 
 
 @pytest.mark.parametrize("case", VECTORS["envelopes"],
