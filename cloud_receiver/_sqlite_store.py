@@ -7,15 +7,22 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cloud_receiver.store import (
+    ROLLUP_PERIODS,
     Alert,
+    CounterPoint,
     CounterSample,
     EnrolledKey,
+    KeyEvent,
     MissingRange,
     QuarantineItem,
+    Revocation,
+    Rollup,
+    RollupDelta,
     StoredCheckpoint,
     StoredEnvelope,
     StreamSummary,
@@ -23,7 +30,7 @@ from cloud_receiver.store import (
 )
 from nengtan.envelope import ClockInfo, Gap
 from nengtan.errors import IdentityError, StoreError
-from nengtan.measurements import VOCABULARY
+from nengtan.measurements import ROLLED_UP
 
 # Migration N takes the schema from user_version N-1 to N. Append only; never edit a shipped one.
 MIGRATIONS: tuple[str, ...] = (
@@ -147,7 +154,68 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE envelopes ADD COLUMN synced INTEGER;
     """,
+    # 4: key lifecycle (revocations, audit trail) and rollups. Counter readings are copied into
+    # counter_points, keyed in sequence order, so a late envelope finds its neighbours with two
+    # seeks; the partial energy index on readings goes (counter_points serves the reports).
+    # Rollups of existing data are rebuilt by the receiver on first start (rollups_stale).
+    """
+    CREATE TABLE revocations (
+        kid         TEXT PRIMARY KEY REFERENCES keys (kid),
+        gateway     TEXT NOT NULL,
+        epoch       INTEGER NOT NULL,
+        seq         INTEGER NOT NULL,
+        reason      TEXT NOT NULL,
+        at          TEXT NOT NULL,
+        source      TEXT NOT NULL
+    );
+    CREATE TABLE key_events (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        at          TEXT NOT NULL,
+        event       TEXT NOT NULL,
+        kid         TEXT NOT NULL,
+        gateway     TEXT NOT NULL,
+        detail      TEXT NOT NULL,
+        source      TEXT NOT NULL
+    );
+    INSERT INTO key_events (at, event, kid, gateway, detail, source)
+        SELECT enrolled_at, 'enrolled', kid, gateway, alg || ' (from before the audit trail)',
+               source FROM keys ORDER BY enrolled_at;
+    CREATE TABLE counter_points (
+        gateway     TEXT NOT NULL,
+        meter       TEXT NOT NULL,
+        measurement TEXT NOT NULL,
+        epoch       INTEGER NOT NULL,
+        seq         INTEGER NOT NULL,
+        ts_ms       INTEGER NOT NULL,
+        value       REAL NOT NULL,
+        PRIMARY KEY (gateway, meter, measurement, epoch, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO counter_points
+        SELECT gateway, meter, measurement, epoch, seq, ts_ms, value FROM readings
+        WHERE quality = 'good' AND value IS NOT NULL AND measurement IN
+            ('active_energy_export', 'active_energy_import', 'active_energy_total',
+             'reactive_energy_export', 'reactive_energy_import', 'reactive_energy_total');
+    DROP INDEX readings_energy_import;
+    CREATE TABLE rollups (
+        gateway     TEXT NOT NULL,
+        meter       TEXT NOT NULL,
+        measurement TEXT NOT NULL,
+        period      TEXT NOT NULL,
+        start_ms    INTEGER NOT NULL,
+        amount      REAL NOT NULL,
+        intervals   INTEGER NOT NULL,
+        anomalies   INTEGER NOT NULL,
+        long_intervals INTEGER NOT NULL,
+        PRIMARY KEY (gateway, meter, measurement, period, start_ms)
+    ) WITHOUT ROWID;
+    INSERT INTO counters SELECT 'rollups_stale', 1 WHERE EXISTS (SELECT 1 FROM counter_points)
+        ON CONFLICT (name) DO UPDATE SET value = 1;
+    """,
 )
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
 
 _ENVELOPE_COLUMNS = "gateway, epoch, seq, last, hash, prev, kid, received_ms, token"
 _CHECKPOINT_COLUMNS = ("hash, gateway, epoch, last, head, sealed, boot_id, mono_ms, wall_ms, kid,"
@@ -252,6 +320,46 @@ class _Txn:
              None if c.head_ok is None else int(c.head_ok)),
         )
 
+    def counter_neighbours(
+        self, gateway: str, epoch: int, seq: int, last: int,
+        series: Sequence[tuple[str, str]],
+    ) -> dict[tuple[str, str], tuple[CounterPoint | None, CounterPoint | None]]:
+        # Row-value comparisons walk the primary key from the envelope's edge: one seek each.
+        before_sql = ("SELECT meter, measurement, epoch, seq, ts_ms, value FROM counter_points"
+                      " WHERE gateway = ? AND meter = ? AND measurement = ? AND (epoch, seq) < (?, ?)"
+                      " ORDER BY epoch DESC, seq DESC LIMIT 1")
+        after_sql = ("SELECT meter, measurement, epoch, seq, ts_ms, value FROM counter_points"
+                     " WHERE gateway = ? AND meter = ? AND measurement = ? AND (epoch, seq) > (?, ?)"
+                     " ORDER BY epoch, seq LIMIT 1")
+        out = {}
+        for meter, measurement in series:
+            before = self._conn.execute(before_sql, (gateway, meter, measurement, epoch,
+                                                     seq)).fetchone()
+            after = self._conn.execute(after_sql, (gateway, meter, measurement, epoch,
+                                                   last)).fetchone()
+            out[(meter, measurement)] = (None if before is None else CounterPoint(*before),
+                                         None if after is None else CounterPoint(*after))
+        return out
+
+    def add_counter_points(self, gateway: str, points: Sequence[CounterPoint]) -> None:
+        self._conn.executemany(
+            "INSERT INTO counter_points VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(gateway, p.meter, p.measurement, p.epoch, p.seq, p.ts_ms, p.value) for p in points],
+        )
+
+    def adjust_rollups(self, gateway: str, deltas: Sequence[RollupDelta]) -> None:
+        self._conn.executemany(
+            "INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
+            " amount = amount + excluded.amount, intervals = intervals + excluded.intervals,"
+            " anomalies = anomalies + excluded.anomalies,"
+            " long_intervals = long_intervals + excluded.long_intervals",
+            [(gateway, d.meter, d.measurement, d.period, d.start_ms, d.amount, d.intervals,
+              d.anomalies, d.long_intervals) for d in deltas],
+        )
+
+    def clear_rollups(self, gateway: str) -> None:
+        self._conn.execute("DELETE FROM rollups WHERE gateway = ?", (gateway,))
+
     def add_alert(self, alert: Alert) -> None:
         a = alert
         self._conn.execute(
@@ -312,7 +420,8 @@ class SqliteStore:
             self._conn.execute("COMMIT")
 
     @contextmanager
-    def transaction(self) -> Iterator[_Txn]:
+    def transaction(self, lock: str | None = None) -> Iterator[_Txn]:
+        # BEGIN IMMEDIATE already serialises every writer, so ``lock`` needs nothing more.
         try:
             with self._atomic() as conn:
                 yield _Txn(conn)
@@ -330,7 +439,7 @@ class SqliteStore:
         with self._lock:
             self._conn.close()
 
-    def add_key(self, key: EnrolledKey) -> bool:
+    def add_key(self, key: EnrolledKey, *, event: str = "enrolled", detail: str = "") -> bool:
         with self.transaction():
             conn = self._conn
             row = conn.execute("SELECT gateway FROM keys WHERE kid = ?", (key.kid,)).fetchone()
@@ -343,11 +452,78 @@ class SqliteStore:
                          (key.gateway, key.enrolled_at))
             conn.execute("INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?)",
                          (key.kid, key.gateway, key.alg, key.material, key.enrolled_at, key.source))
+            conn.execute("INSERT INTO key_events (at, event, kid, gateway, detail, source)"
+                         " VALUES (?, ?, ?, ?, ?, ?)",
+                         (_now_iso(), event, key.kid, key.gateway, detail or key.alg, key.source))
             return True
 
     def keys(self) -> list[EnrolledKey]:
         rows = self._read("SELECT kid, gateway, alg, material, enrolled_at, source FROM keys")
         return [EnrolledKey(*row) for row in rows]  # type: ignore[arg-type]
+
+    def revoke_key(self, revocation: Revocation) -> bool:
+        r = revocation
+        with self.transaction():
+            conn = self._conn
+            row = conn.execute("SELECT gateway FROM keys WHERE kid = ?", (r.kid,)).fetchone()
+            if row is None or row[0] != r.gateway:
+                raise IdentityError(f"{r.source}: key {r.kid} is not enrolled for gateway "
+                                    f"{r.gateway!r}" + (f" (it belongs to {row[0]!r})" if row else ""))
+            known = conn.execute("SELECT epoch, seq FROM revocations WHERE kid = ?",
+                                 (r.kid,)).fetchone()
+            if known is not None and tuple(known) <= (r.epoch, r.seq):
+                return False
+            conn.execute(
+                "INSERT INTO revocations VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kid) DO UPDATE"
+                " SET epoch = excluded.epoch, seq = excluded.seq, reason = excluded.reason,"
+                " at = excluded.at, source = excluded.source",
+                (r.kid, r.gateway, r.epoch, r.seq, r.reason, r.at, r.source))
+            conn.execute("INSERT INTO key_events (at, event, kid, gateway, detail, source)"
+                         " VALUES (?, 'revoked', ?, ?, ?, ?)",
+                         (r.at, r.kid, r.gateway,
+                          f"from epoch {r.epoch} seq {r.seq}: {r.reason}", r.source))
+            return True
+
+    def revocations(self) -> list[Revocation]:
+        rows = self._read("SELECT kid, gateway, epoch, seq, reason, at, source FROM revocations"
+                          " ORDER BY gateway, kid")
+        return [Revocation(*row) for row in rows]  # type: ignore[arg-type]
+
+    def key_events(self, *, limit: int = 1000) -> list[KeyEvent]:
+        rows = self._read("SELECT at, event, kid, gateway, detail, source, id FROM key_events"
+                          " ORDER BY id LIMIT ?", limit)
+        return [KeyEvent(*row) for row in rows]  # type: ignore[arg-type]
+
+    def rollups(self, period: str, *, gateway: str | None = None, meter: str | None = None,
+                measurement: str | None = None, start_ms: int | None = None,
+                end_ms: int | None = None) -> list[Rollup]:
+        if period not in ROLLUP_PERIODS:
+            raise StoreError(f"no rollup period {period!r}; use one of "
+                             + ", ".join(ROLLUP_PERIODS))
+        where, args = ["period = ?"], [period]
+        for column, value in (("gateway", gateway), ("meter", meter),
+                              ("measurement", measurement)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if start_ms is not None:
+            where.append("start_ms >= ?")
+            args.append(start_ms)  # type: ignore[arg-type]
+        if end_ms is not None:
+            where.append("start_ms < ?")
+            args.append(end_ms)  # type: ignore[arg-type]
+        rows = self._read(
+            "SELECT gateway, meter, measurement, period, start_ms, amount, intervals, anomalies,"
+            f" long_intervals FROM rollups WHERE {' AND '.join(where)}"
+            " ORDER BY gateway, meter, measurement, start_ms", *args)
+        return [Rollup(*row) for row in rows]  # type: ignore[arg-type]
+
+    def counter_points(self, gateway: str, meter: str,
+                       measurement: str) -> list[CounterPoint]:
+        rows = self._read("SELECT meter, measurement, epoch, seq, ts_ms, value FROM counter_points"
+                          " WHERE gateway = ? AND meter = ? AND measurement = ?"
+                          " ORDER BY epoch, seq", gateway, meter, measurement)
+        return [CounterPoint(*row) for row in rows]  # type: ignore[arg-type]
 
     def add_quarantine(self, item: QuarantineItem) -> int:
         with self.transaction():
@@ -381,21 +557,19 @@ class SqliteStore:
         return {str(k): int(str(v)) for k, v in self._read("SELECT name, value FROM counters")}
 
     def counter_samples(self, measurement: str) -> Iterator[CounterSample]:
-        if measurement not in VOCABULARY:
+        if measurement not in ROLLED_UP:
             return iter(())
-        # The name as a literal (it is from the vocabulary: [a-z0-9_]): SQLite uses a partial
-        # index only when the query's WHERE names its constant.
         rows = self._read(
-            "SELECT gateway, meter, ts_ms, epoch, seq, value FROM readings"
-            f" WHERE measurement = '{measurement}' AND quality = 'good' AND value IS NOT NULL"
+            "SELECT gateway, meter, ts_ms, epoch, seq, value FROM counter_points"
             # The gateway's sequence is the true order; its wall clock may have been stepped.
-            " ORDER BY gateway, meter, epoch, seq",
+            " WHERE measurement = ? ORDER BY gateway, meter, epoch, seq", measurement,
         )
         return (CounterSample(*row) for row in rows)  # type: ignore[arg-type]
 
     def stats(self) -> dict[str, int]:
         tables = ("gateways", "keys", "envelopes", "readings", "quarantine", "gaps",
-                  "checkpoints", "alerts")
+                  "checkpoints", "alerts", "revocations", "key_events", "counter_points",
+                  "rollups")
         return {t: int(str(self._read(f"SELECT COUNT(*) FROM {t}")[0][0])) for t in tables}
 
     def streams(self, gateway: str | None = None) -> list[StreamSummary]:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from zoneinfo import ZoneInfo
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TypeVar
 
 from cloud_receiver.registry import Registry
+from cloud_receiver.rollups import apply_batch
 from cloud_receiver.store import (
     Alert,
     QuarantineItem,
@@ -36,7 +38,8 @@ log = logging.getLogger(__name__)
 #: Every reason a message can be quarantined for; the first five come from nengtan.envelope.
 QUARANTINE_REASONS = (
     "malformed", "unsupported_alg", "unknown_key", "bad_signature", "bad_payload",
-    "gateway_mismatch", "topic_mismatch", "chain_break", "replay_conflict", "internal",
+    "gateway_mismatch", "topic_mismatch", "revoked_key", "chain_break", "replay_conflict",
+    "internal",
 )
 DUPLICATE_COUNTER = "duplicate"
 DUPLICATE_CHECKPOINT_COUNTER = "duplicate_checkpoint"
@@ -107,9 +110,12 @@ class Ingestor:
     """Turns messages into stored envelopes. Use from one thread at a time per instance."""
 
     def __init__(self, store: Store, registry: Registry, *, topic_prefix: str = "nengtan/v1",
-                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 timezone: ZoneInfo | None = None) -> None:
         self._store, self._registry = store, registry
         self._prefix, self._clock_ms = topic_prefix, clock_ms
+        # Daily rollups start at local midnight in this zone (China has one, without DST).
+        self._tz = timezone or ZoneInfo("Asia/Shanghai")
 
     def ingest(self, topic: str, payload: bytes) -> Outcome:
         received_ms = self._clock_ms()
@@ -145,11 +151,18 @@ class Ingestor:
         return opened, compact.kid
 
     def _check_sender(self, kid: str, gateway: str, topic: str, kind: str,
-                      subject: _Subject) -> None:
+                      subject: _Subject, reaches: int) -> None:
+        """``reaches`` is the highest cycle the message vouches for (an envelope's ``last``, a
+        checkpoint's ``last``), which a revocation point is compared with."""
         owner = self._registry.gateway_of(kid)
         if owner != gateway:
             raise _Reject("gateway_mismatch", f"key {kid} is enrolled for gateway {owner!r}, "
                           f"but the {kind} says {gateway!r}", subject)
+        revoked = self._registry.revoked_from(kid)
+        if revoked is not None and (subject.epoch, reaches) >= revoked:
+            raise _Reject("revoked_key", f"key {kid} is revoked from epoch {revoked[0]} seq "
+                          f"{revoked[1]} on; this {kind} reaches epoch {subject.epoch} seq "
+                          f"{reaches}", subject)
         if topic_gateway(topic, self._prefix, kind) != gateway:
             raise _Reject("topic_mismatch", f"topic {topic!r} does not match "
                           f"{self._prefix}/{gateway}/{kind}", subject)
@@ -157,16 +170,17 @@ class Ingestor:
     def _ingest(self, topic: str, payload: bytes, received_ms: int) -> Outcome:
         batch, kid = self._open(payload, open_batch)
         subject = _Subject(batch.gateway, batch.epoch, batch.seq)
-        self._check_sender(kid, batch.gateway, topic, "batch", subject)
+        self._check_sender(kid, batch.gateway, topic, "batch", subject, batch.last)
         token = payload.decode("ascii")  # open_batch has checked it is ASCII
         row = StoredEnvelope(batch.gateway, batch.epoch, batch.seq, batch.last,
                              envelope_hash(token), batch.prev, kid, received_ms, token)
         try:
-            with self._store.transaction() as txn:
+            with self._store.transaction(lock=row.gateway) as txn:
                 _check_against_stored(txn, row, batch)
                 stored = txn.add_envelope(row, batch.rows(), version=batch.version,
                                           clock=batch.clock, gaps=batch.gaps,
                                           synced=batch.time_synced)
+                apply_batch(txn, batch, self._tz)
                 conflicts = txn.settle_checkpoints(row)
                 for cp in conflicts:
                     txn.add_alert(_conflict_alert(received_ms, cp, row))
@@ -186,12 +200,12 @@ class Ingestor:
     def _ingest_checkpoint(self, topic: str, payload: bytes, received_ms: int) -> Outcome:
         cp, kid = self._open(payload, open_checkpoint)
         subject = _Subject(cp.gateway, cp.epoch, cp.last)
-        self._check_sender(kid, cp.gateway, topic, "checkpoint", subject)
+        self._check_sender(kid, cp.gateway, topic, "checkpoint", subject, cp.last)
         token = payload.decode("ascii")
         row = _stored_checkpoint(cp, envelope_hash(token), kid, received_ms, token)
         alert: Alert | None = None
         try:
-            with self._store.transaction() as txn:
+            with self._store.transaction(lock=row.gateway) as txn:
                 if txn.has_checkpoint(row.hash):
                     raise _Duplicate()
                 covering = (txn.envelope_covering(cp.gateway, cp.epoch, cp.last)

@@ -110,6 +110,7 @@ class Registry:
         self._last_reload: float | None = None
         self._keys: dict[str, VerificationKey] = {}
         self._owner: dict[str, str] = {}
+        self._revoked: dict[str, tuple[int, int]] = {}
         self._refresh()
 
     @property
@@ -121,12 +122,17 @@ class Registry:
         # Swap whole dicts: a reader on another thread sees the old or the new set, never half.
         self._keys = {k.kid: VerificationKey(k.kid, k.alg, k.material) for k in enrolled}
         self._owner = {k.kid: k.gateway for k in enrolled}
+        self._revoked = {r.kid: (r.epoch, r.seq) for r in self._store.revocations()}
 
     def keys(self) -> Mapping[str, VerificationKey]:
         return self._keys
 
     def gateway_of(self, kid: str) -> str | None:
         return self._owner.get(kid)
+
+    def revoked_from(self, kid: str) -> tuple[int, int] | None:
+        """The (epoch, seq) from which ``kid`` signs nothing, or None."""
+        return self._revoked.get(kid)
 
     def reload(self) -> ReloadResult:
         """Import every ``*.json`` record in the directory. A bad file is reported and skipped,

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -26,6 +27,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from cloud_receiver.config import MqttConfig, ReceiverConfig
 from cloud_receiver.ingest import Ingestor, topic_filters
 from cloud_receiver.registry import Registry
+from cloud_receiver.rollups import STALE_COUNTER, rebuild_all
 from cloud_receiver.store import open_store
 from nengtan.errors import ConfigError, IdentityError
 
@@ -158,7 +160,11 @@ def run(config: ReceiverConfig, stop_event: threading.Event, *,
         loaded = registry.reload()
         log.info("registry: %d key(s) enrolled, %d record(s) rejected",
                  len(registry.keys()), len(loaded.errors))
-        ingestor = Ingestor(store, registry, topic_prefix=config.mqtt.topic_prefix)
+        tz = ZoneInfo(config.carbon.timezone)
+        if store.counters().get(STALE_COUNTER):
+            log.info("rebuilding rollups of data stored before they existed")
+            log.info("rollups rebuilt for %d gateway(s)", rebuild_all(store, tz))
+        ingestor = Ingestor(store, registry, topic_prefix=config.mqtt.topic_prefix, timezone=tz)
         subscriber = Subscriber(ingestor, topic_filters(config.mqtt.topic_prefix), ready)
         while not stop_event.is_set():
             _session(config.mqtt, subscriber, stop_event)

@@ -1,9 +1,10 @@
 """What the receiver keeps, and the ``Store`` protocol any backend must honour.
 
-SQLite (``SqliteStore``) is the embedded default. The protocol is small on purpose so a
-PostgreSQL backend can follow: every method is one statement or one transaction, and the ingest
-checks run inside ``transaction()`` so two receivers on a shared subscription cannot both store
-the same cycle (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL would use ``SELECT … FOR UPDATE``).
+SQLite (``SqliteStore``) is the embedded default, PostgreSQL (``PgStore``) the production one;
+one test suite runs on both. Every method is one statement or one transaction, and the ingest
+checks run inside ``transaction(lock=gateway)`` so two receivers on a shared subscription cannot
+both store the same cycle or both correct the same rollup (SQLite: ``BEGIN IMMEDIATE``;
+PostgreSQL: a transaction-scoped advisory lock on the gateway).
 """
 
 from __future__ import annotations
@@ -27,6 +28,81 @@ class EnrolledKey:
     material: bytes
     enrolled_at: str
     source: str  # the enrollment file it came from, for the audit trail
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """``kid`` signs nothing from cycle ``(epoch, seq)`` of its gateway on: an envelope holding
+    any cycle at or after that point, or a checkpoint whose ``(epoch, last)`` is, is rejected
+    (``revoked_key``). Earlier envelopes stay valid, so a backlog sealed before a rotation still
+    lands. ``reason`` is ``rotated`` for a rotation, else what the operator typed."""
+
+    kid: str
+    gateway: str
+    epoch: int
+    seq: int
+    reason: str
+    at: str  # ISO 8601, when it was recorded
+    source: str  # the record file or the operator command it came from
+
+
+@dataclass(frozen=True)
+class KeyEvent:
+    """One line of the key audit trail: ``enrolled``, ``rotated`` or ``revoked``."""
+
+    at: str  # ISO 8601
+    event: str
+    kid: str
+    gateway: str
+    detail: str
+    source: str
+    id: int = 0  # assigned by the store
+
+
+#: Rollup periods and their length. The ingest computes bucket starts: 1d at local midnight in
+#: the receiver's time zone, the others at multiples of their length since the Unix epoch.
+ROLLUP_PERIODS: dict[str, int] = {"15m": 900_000, "1h": 3_600_000, "1d": 86_400_000}
+
+
+@dataclass(frozen=True)
+class CounterPoint:
+    """One good reading of a counter measurement, kept apart from the raw readings so that the
+    rollups can find a reading's neighbours in the gateway's sequence order."""
+
+    meter: str
+    measurement: str
+    epoch: int
+    seq: int
+    ts_ms: int
+    value: float
+
+
+@dataclass(frozen=True)
+class RollupDelta:
+    """A change to one rollup bucket: added to what is stored (negative to take back an
+    interval that late data has split)."""
+
+    meter: str
+    measurement: str
+    period: str  # a key of ROLLUP_PERIODS
+    start_ms: int
+    amount: float  # counter units (kWh for energy)
+    intervals: int
+    anomalies: int  # intervals whose counter went backwards (their amount counts as 0)
+    long_intervals: int  # intervals longer than the period: their amount is not spread
+
+
+@dataclass(frozen=True)
+class Rollup:
+    gateway: str
+    meter: str
+    measurement: str
+    period: str
+    start_ms: int
+    amount: float
+    intervals: int
+    anomalies: int
+    long_intervals: int
 
 
 @dataclass(frozen=True)
@@ -167,6 +243,22 @@ class StoreTxn(Protocol):
 
     def has_checkpoint(self, hash: str) -> bool: ...
 
+    def counter_neighbours(
+        self, gateway: str, epoch: int, seq: int, last: int,
+        series: Sequence[tuple[str, str]],
+    ) -> dict[tuple[str, str], tuple[CounterPoint | None, CounterPoint | None]]:
+        """For each (meter, measurement) in ``series``: the stored counter point just before
+        ``(epoch, seq)`` and the one just after ``(epoch, last)``, in (epoch, seq) order."""
+
+    def add_counter_points(self, gateway: str, points: Sequence[CounterPoint]) -> None:
+        """Store counter points (never one already stored: envelopes do not overlap)."""
+
+    def adjust_rollups(self, gateway: str, deltas: Sequence[RollupDelta]) -> None:
+        """Add each delta to its bucket, creating the bucket if needed."""
+
+    def clear_rollups(self, gateway: str) -> None:
+        """Delete every rollup bucket of ``gateway`` (before a rebuild)."""
+
     def add_checkpoint(self, checkpoint: StoredCheckpoint) -> None: ...
 
     def add_alert(self, alert: Alert) -> None: ...
@@ -175,14 +267,35 @@ class StoreTxn(Protocol):
 class Store(Protocol):
     def close(self) -> None: ...
 
-    def transaction(self) -> AbstractContextManager[StoreTxn]:
-        """One atomic unit: committed on normal exit, rolled back if the block raises."""
+    def transaction(self, lock: str | None = None) -> AbstractContextManager[StoreTxn]:
+        """One atomic unit: committed on normal exit, rolled back if the block raises. With
+        ``lock`` (a gateway id), no other transaction holding the same lock runs meanwhile."""
 
-    def add_key(self, key: EnrolledKey) -> bool:
-        """Insert ``key`` unless its kid is stored; True if it was new. A kid already enrolled
-        for another gateway raises IdentityError."""
+    def add_key(self, key: EnrolledKey, *, event: str = "enrolled", detail: str = "") -> bool:
+        """Insert ``key`` unless its kid is stored and log ``event`` in the key audit trail;
+        True if it was new. A kid already enrolled for another gateway raises IdentityError."""
 
     def keys(self) -> list[EnrolledKey]: ...
+
+    def revoke_key(self, revocation: Revocation) -> bool:
+        """Record that ``revocation.kid`` signs nothing from its point on, and audit it. A kid
+        not enrolled (or enrolled for another gateway) raises IdentityError. Safe to re-run:
+        an earlier point is kept over a later one; False if nothing changed."""
+
+    def revocations(self) -> list[Revocation]: ...
+
+    def key_events(self, *, limit: int = 1000) -> list[KeyEvent]:
+        """The key audit trail, oldest first."""
+
+    def rollups(self, period: str, *, gateway: str | None = None, meter: str | None = None,
+                measurement: str | None = None, start_ms: int | None = None,
+                end_ms: int | None = None) -> list[Rollup]:
+        """Buckets of ``period`` with ``start_ms`` in ``[start_ms, end_ms)``, ordered by
+        gateway, meter, measurement, start. Empty buckets are absent."""
+
+    def counter_points(self, gateway: str, meter: str,
+                       measurement: str) -> list[CounterPoint]:
+        """Every stored counter point of one series in (epoch, seq) order (audits, tests)."""
 
     def add_quarantine(self, item: QuarantineItem) -> int:
         """Keep a rejected message with its raw bytes; return its id."""

@@ -422,6 +422,12 @@ def _cycle_v1(raw: object, index: int, problems: list[str]) -> Cycle:
     seq = _int(raw, "seq", problems, 1)
     readings = tuple(_reading_v1(r, f"cycles[{index}].r[{j}]", problems)
                      for j, r in enumerate(raw["r"]))
+    # One value per series per cycle: the receiver's key is (cycle, meter, measurement).
+    seen: set[tuple[str, str]] = set()
+    for j, r in enumerate(readings):
+        if (r.meter, r.measurement) in seen and r.meter:
+            problems.append(f"cycles[{index}].r[{j}] repeats {r.meter}/{r.measurement}")
+        seen.add((r.meter, r.measurement))
     return Cycle(seq, readings)
 
 

@@ -65,3 +65,10 @@ ENERGY_IMPORT = "active_energy_import"
 def lookup(name: str) -> Measurement:
     """Return the measurement called ``name``; raise KeyError if it is not in the vocabulary."""
     return VOCABULARY[name]
+
+
+#: The counters the receiver keeps interval rollups of: every whole-meter counter (per-phase
+#: counters add nothing to the totals and would triple the work).
+ROLLED_UP: frozenset[str] = frozenset(
+    m.name for m in _ALL if m.kind is Kind.COUNTER and not m.name.endswith(("_l1", "_l2", "_l3"))
+)

@@ -72,17 +72,20 @@ def test_a_schema_1_database_is_migrated_keeping_its_readings(tmp_path: Path) ->
     assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     assert conn.execute("SELECT version, boot_id FROM envelopes").fetchall() == [(1, None)]
     indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert "readings_energy_import" in indexes and "readings_by_series" not in indexes
+    # Migration 4 moved the counters into counter_points and marked the rollups for a rebuild.
+    assert not {"readings_energy_import", "readings_by_series"} & indexes
+    assert conn.execute("SELECT COUNT(*) FROM counter_points").fetchone()[0] == 2
+    assert conn.execute("SELECT value FROM counters WHERE name = 'rollups_stale'").fetchone() == (1,)
     conn.close()
 
 
-def test_the_energy_report_query_uses_the_partial_index() -> None:
+def test_counter_series_are_read_in_sequence_order_on_the_primary_key() -> None:
     store = open_store(":memory:")
     conn = store._conn  # type: ignore[attr-defined]
     plan = conn.execute(
-        "EXPLAIN QUERY PLAN SELECT gateway, meter, ts_ms, epoch, seq, value FROM readings"
-        " WHERE measurement = 'active_energy_import' AND quality = 'good' AND value IS NOT NULL"
-        " ORDER BY gateway, meter, ts_ms, epoch, seq").fetchall()
-    assert "readings_energy_import" in str(plan) and "TEMP B-TREE" not in str(plan)
+        "EXPLAIN QUERY PLAN SELECT gateway, meter, ts_ms, epoch, seq, value FROM counter_points"
+        " WHERE gateway = 'g' AND meter = 'm' AND measurement = 'active_energy_import'"
+        " AND (epoch, seq) < (1, 5) ORDER BY epoch DESC, seq DESC LIMIT 1").fetchall()
+    assert "PRIMARY KEY" in str(plan) and "TEMP B-TREE" not in str(plan)
     assert list(store.counter_samples("not_a_measurement")) == []
     store.close()
