@@ -124,6 +124,11 @@ class Registry:
         self._owner = {k.kid: k.gateway for k in enrolled}
         self._revoked = {r.kid: (r.epoch, r.seq) for r in self._store.revocations()}
 
+    def refresh(self) -> None:
+        """Re-read keys and revocations from the store (another process may have changed
+        them: ``nengtan receiver keys revoke``, a second receiver's enrollment)."""
+        self._refresh()
+
     def keys(self) -> Mapping[str, VerificationKey]:
         return self._keys
 
