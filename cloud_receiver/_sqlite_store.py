@@ -13,6 +13,7 @@ from typing import Any
 
 from cloud_receiver.store import (
     ROLLUP_PERIODS,
+    AccountingAlert,
     Alert,
     CounterPoint,
     CounterSample,
@@ -210,6 +211,27 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     INSERT INTO counters SELECT 'rollups_stale', 1 WHERE EXISTS (SELECT 1 FROM counter_points)
         ON CONFLICT (name) DO UPDATE SET value = 1;
+    """,
+    # 5: accounting alerts (threshold, missing data, offline, balance, counter anomaly) with
+    # their acknowledgement. The partial unique index keeps one live alert per condition.
+    """
+    CREATE TABLE accounting_alerts (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind          TEXT NOT NULL,
+        subject       TEXT NOT NULL,
+        rule          TEXT NOT NULL,
+        first_seen_ms INTEGER NOT NULL,
+        last_seen_ms  INTEGER NOT NULL,
+        detail        TEXT NOT NULL,
+        state         TEXT NOT NULL CHECK (state IN ('open', 'acknowledged', 'closed')),
+        occurrences   INTEGER NOT NULL,
+        acked_by      TEXT,
+        acked_ms      INTEGER,
+        closed_ms     INTEGER
+    );
+    CREATE UNIQUE INDEX accounting_alerts_live ON accounting_alerts (kind, subject, rule)
+        WHERE state != 'closed';
+    CREATE INDEX accounting_alerts_by_state ON accounting_alerts (state, id);
     """,
 )
 
@@ -621,3 +643,71 @@ class SqliteStore:
         rows = self._read("SELECT received_ms, kind, gateway, epoch, detail, id FROM alerts"
                           " ORDER BY id DESC LIMIT ?", limit)
         return [Alert(*row) for row in rows]  # type: ignore[arg-type]
+
+    _ACC_COLUMNS = ("kind, subject, rule, first_seen_ms, last_seen_ms, detail, state, occurrences,"
+                    " acked_by, acked_ms, closed_ms, id")
+
+    def _accounting_alert(self, where: str, *args: object) -> AccountingAlert | None:
+        rows = self._conn.execute(f"SELECT {self._ACC_COLUMNS} FROM accounting_alerts WHERE {where}",
+                                  args).fetchall()
+        return AccountingAlert(*rows[0]) if rows else None
+
+    def raise_accounting_alert(self, kind: str, subject: str, rule: str, at_ms: int,
+                               detail: str) -> AccountingAlert:
+        with self.transaction():
+            live = self._accounting_alert("kind = ? AND subject = ? AND rule = ? AND state != 'closed'",
+                                          kind, subject, rule)
+            if live is None:
+                self._conn.execute(
+                    "INSERT INTO accounting_alerts (kind, subject, rule, first_seen_ms, last_seen_ms,"
+                    " detail, state, occurrences) VALUES (?, ?, ?, ?, ?, ?, 'open', 1)",
+                    (kind, subject, rule, at_ms, at_ms, detail))
+                found = self._accounting_alert("id = last_insert_rowid()")
+            else:
+                self._conn.execute(
+                    "UPDATE accounting_alerts SET last_seen_ms = MAX(last_seen_ms, ?), detail = ?,"
+                    " occurrences = occurrences + 1 WHERE id = ?", (at_ms, detail, live.id))
+                found = self._accounting_alert("id = ?", live.id)
+            assert found is not None
+            return found
+
+    def close_accounting_alert(self, id: int, at_ms: int) -> bool:
+        with self.transaction():
+            cursor = self._conn.execute("UPDATE accounting_alerts SET state = 'closed', closed_ms = ?"
+                                        " WHERE id = ? AND state != 'closed'", (at_ms, id))
+            return cursor.rowcount == 1
+
+    def ack_accounting_alert(self, id: int, by: str, at_ms: int) -> AccountingAlert:
+        with self.transaction():
+            found = self._accounting_alert("id = ?", id)
+            if found is None:
+                raise StoreError(f"there is no accounting alert #{id}")
+            if found.state == "closed":
+                raise StoreError(f"accounting alert #{id} is closed (its condition cleared); "
+                                 "nothing to acknowledge")
+            if found.state == "open":
+                self._conn.execute("UPDATE accounting_alerts SET state = 'acknowledged',"
+                                   " acked_by = ?, acked_ms = ? WHERE id = ?", (by, at_ms, id))
+                found = self._accounting_alert("id = ?", id)
+            assert found is not None
+            return found
+
+    def accounting_alerts(self, *, state: str | None = None, kind: str | None = None,
+                          limit: int = 100) -> list[AccountingAlert]:
+        where, args = ["1 = 1"], []
+        if state == "live":
+            where.append("state != 'closed'")
+        elif state is not None:
+            where.append("state = ?")
+            args.append(state)
+        if kind is not None:
+            where.append("kind = ?")
+            args.append(kind)
+        rows = self._read(f"SELECT {self._ACC_COLUMNS} FROM accounting_alerts"
+                          f" WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", *args, limit)
+        return [AccountingAlert(*row) for row in rows]  # type: ignore[arg-type]
+
+    def gateway_last_seen(self) -> dict[str, int]:
+        rows = self._read("SELECT gateway, MAX(received_ms) FROM envelopes GROUP BY gateway"
+                          " ORDER BY gateway")
+        return {str(g): int(str(ms)) for g, ms in rows}

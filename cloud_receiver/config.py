@@ -43,8 +43,14 @@ SCHEMA: dict[str, Any] = {
             # MQTT 5 only: how long the broker keeps queueing for us while we are down.
             "session_expiry_s": {"type": "integer", "minimum": 0, "maximum": 4294967295,
                                  "default": 7 * 24 * 3600},
+            # Several receivers on one MQTT shared subscription ($share/<group>/...), each with
+            # its own fixed client_id. A ShareName may not contain "/", "+" or "#" (MQTT 5 4.8.2).
+            "share_group": {"type": "string", "minLength": 1, "maxLength": 64,
+                            "pattern": "^[^/+#]+$"},
         }),
-        "storage": _section({"path": {"type": "string", "minLength": 1}}, ["path"]),
+        # Exactly one of them (checked in parse_config, to name both keys in one message).
+        "storage": _section({"path": {"type": "string", "minLength": 1},
+                             "url": {"type": "string", "pattern": "^postgres(ql)?://."}}),
         "registry": _section({"dir": {"type": "string", "minLength": 1}}, ["dir"]),
         "carbon": _section({
             "regime": {"enum": ["statistical", "carbon_market"], "default": "statistical"},
@@ -66,6 +72,7 @@ class MqttConfig:
     client_id: str
     keepalive_s: int
     session_expiry_s: int
+    share_group: str | None = None  # None: a plain (not shared) subscription
 
 
 @dataclass(frozen=True)
@@ -79,9 +86,21 @@ class CarbonConfig:
 @dataclass(frozen=True)
 class ReceiverConfig:
     mqtt: MqttConfig
-    storage_path: Path
+    storage_path: Path | None  # [storage] path: the SQLite file; None when url is set
     registry_dir: Path
     carbon: CarbonConfig
+    storage_url: str | None  # [storage] url: the PostgreSQL database; None when path is set
+    #: Where local files kept beside the database go (the feed audit log): the SQLite file's
+    #: directory, or the config file's directory with a PostgreSQL url.
+    files_dir: Path
+
+    @property
+    def storage(self) -> Path | str:
+        """What ``open_store`` takes: the SQLite path or the PostgreSQL URL."""
+        if self.storage_url is not None:
+            return self.storage_url
+        assert self.storage_path is not None  # parse_config sets exactly one of them
+        return self.storage_path
 
 
 def _where(path: list[str | int]) -> str:
@@ -132,14 +151,23 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>",
     carbon_is_typed = not any(list(e.absolute_path)[:1] == ["carbon"] for e in errors)
     if carbon_is_typed and isinstance(data.get("carbon", {}), dict):
         problems += _semantic_problems(_filled("carbon", data))
+    storage = data.get("storage")
+    if isinstance(storage, dict) and len({"path", "url"} & storage.keys()) != 1:
+        problems.append("At 'storage': set exactly one of path (a SQLite file) or url "
+                        "(postgresql://user@host:5432/database)")
     if problems:
         raise ConfigError(source, problems, hint=CONFIG_HINT)
     base = base_dir or Path.cwd()
     mq, carbon = _filled("mqtt", data), _filled("carbon", data)
+    path = data["storage"].get("path")
+    storage_path = None if path is None else base / path
     return ReceiverConfig(
         mqtt=MqttConfig(mq["host"], mq["port"], mq["protocol"], mq["topic_prefix"].rstrip("/"),
-                        mq["client_id"], mq["keepalive_s"], mq["session_expiry_s"]),
-        storage_path=base / data["storage"]["path"],
+                        mq["client_id"], mq["keepalive_s"], mq["session_expiry_s"],
+                        mq["share_group"]),
+        storage_path=storage_path,
+        storage_url=data["storage"].get("url"),
+        files_dir=base if storage_path is None else storage_path.parent,
         registry_dir=base / data["registry"]["dir"],
         carbon=CarbonConfig(carbon["regime"], carbon["region"], carbon["year"],
                             carbon["timezone"]),

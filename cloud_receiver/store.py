@@ -158,6 +158,32 @@ class Alert:
     id: int = 0  # assigned by the store
 
 
+#: Lifecycle of an accounting alert: ``open`` → ``acknowledged`` (someone took it) → ``closed``
+#: (its condition cleared). A closed alert is history; the condition recurring opens a new one.
+ALERT_STATES: tuple[str, ...] = ("open", "acknowledged", "closed")
+
+
+@dataclass(frozen=True)
+class AccountingAlert:
+    """An operations alert raised by ``cloud_receiver.accounting.alerts`` (threshold, missing
+    data, gateway offline, balance deviation, counter anomaly). At most one per (kind, subject,
+    rule) is live (not closed): a condition seen again updates ``last_seen_ms``, ``detail`` and
+    ``occurrences`` instead of piling up duplicates."""
+
+    kind: str
+    subject: str  # what it concerns: a metering point, a gateway, a balance parent
+    rule: str  # the rule's name in the plant directory's alerts.toml
+    first_seen_ms: int
+    last_seen_ms: int
+    detail: str
+    state: str = "open"  # one of ALERT_STATES
+    occurrences: int = 1
+    acked_by: str | None = None
+    acked_ms: int | None = None
+    closed_ms: int | None = None
+    id: int = 0  # assigned by the store
+
+
 @dataclass(frozen=True)
 class MissingRange:
     """Cycles ``first..last`` of one (gateway, epoch) that no stored envelope holds.
@@ -328,6 +354,26 @@ class Store(Protocol):
     def alerts(self, *, limit: int) -> list[Alert]:
         """Security alerts, newest first."""
 
+    def raise_accounting_alert(self, kind: str, subject: str, rule: str, at_ms: int,
+                               detail: str) -> AccountingAlert:
+        """Open an alert, or update the live one of (kind, subject, rule): last seen, detail,
+        occurrences + 1, state kept (an acknowledgement stands while the condition lasts)."""
+
+    def close_accounting_alert(self, id: int, at_ms: int) -> bool:
+        """Close a live alert (its condition cleared); False if it was closed or is unknown."""
+
+    def ack_accounting_alert(self, id: int, by: str, at_ms: int) -> AccountingAlert:
+        """Acknowledge an open alert and return it; an acknowledged one is returned unchanged
+        (the first acknowledgement stands). StoreError if there is no such alert or it is
+        closed."""
+
+    def accounting_alerts(self, *, state: str | None = None, kind: str | None = None,
+                          limit: int = 100) -> list[AccountingAlert]:
+        """Accounting alerts, newest first; ``state`` ``live`` means open or acknowledged."""
+
+    def gateway_last_seen(self) -> dict[str, int]:
+        """Per gateway, when its newest stored envelope was received (Unix ms)."""
+
 
 def classify_holes(holes: Iterable[tuple[int, int]], gaps: Iterable[Gap]) -> list[MissingRange]:
     """Split each hole (``first..last`` held by no stored envelope) into ``declared`` parts,
@@ -351,12 +397,23 @@ def classify_holes(holes: Iterable[tuple[int, int]], gaps: Iterable[Gap]) -> lis
     return out
 
 
-def open_store(path: Path | str, *, create: bool = True) -> Store:
-    """Open the SQLite store at ``path`` (``":memory:"`` for tests) and apply migrations.
+#: URL schemes that select the PostgreSQL backend; anything else is a SQLite path.
+PG_SCHEMES = ("postgresql://", "postgres://")
 
-    With ``create=False`` a missing database is a StoreError, so read-only commands such as
-    ``report`` do not leave an empty database behind on a typo.
+
+def open_store(location: Path | str, *, create: bool = True) -> Store:
+    """Open the store at ``location`` and apply migrations: a ``postgresql://`` (or
+    ``postgres://``) URL opens PostgreSQL, anything else is a SQLite file (``":memory:"`` for
+    tests).
+
+    With ``create=False`` a missing database (SQLite: no file; PostgreSQL: no receiver tables
+    in the schema) is a StoreError, so read-only commands such as ``report`` do not leave an
+    empty database behind on a typo.
     """
+    if isinstance(location, str) and location.startswith(PG_SCHEMES):
+        from cloud_receiver._pg_store import PgStore
+
+        return PgStore(location, create=create)
     from cloud_receiver._sqlite_store import SqliteStore
 
-    return SqliteStore(path, create=create)
+    return SqliteStore(location, create=create)

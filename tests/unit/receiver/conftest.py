@@ -1,4 +1,6 @@
-"""Fixtures for the receiver's unit tests: real keys, real envelopes, an in-memory store."""
+"""Fixtures for the receiver's unit tests: real keys, real envelopes, and a store on each
+backend: in-memory SQLite, and a schema of its own on the PostgreSQL test server (marked
+``integration``; ``-m "not integration"`` keeps the unit run socket-free)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from cloud_receiver.ingest import Ingestor
 from cloud_receiver.registry import Registry
 from cloud_receiver.store import Store, open_store
 from nengtan.jws import Ed25519Signer
+from tests.integration.receiver.pg_helpers import fresh_schema
 
 
 @pytest.fixture
@@ -33,11 +36,18 @@ def registry_dir(tmp_path: Path, signer: Ed25519Signer) -> Path:
     return directory
 
 
-@pytest.fixture
-def store() -> Iterator[Store]:
-    s = open_store(":memory:")
-    yield s
-    s.close()
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """Every test that takes the store runs on both backends: the ``Store`` contract is one."""
+    if request.param == "sqlite":
+        s = open_store(":memory:")
+        yield s
+        s.close()
+        return
+    with fresh_schema() as (_, url):
+        s = open_store(url)
+        yield s
+        s.close()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cloud_receiver._sqlite_store import MIGRATIONS
-from cloud_receiver.store import QuarantineItem, open_store
+from cloud_receiver.store import QuarantineItem, Store, open_store
 from nengtan.errors import StoreError
 
 
@@ -42,14 +42,12 @@ def test_read_only_commands_do_not_create_a_missing_database(tmp_path: Path) -> 
     assert not (tmp_path / "typo.db").exists()
 
 
-def test_quarantine_keeps_raw_bytes_and_counts_per_reason() -> None:
-    store = open_store(":memory:")
+def test_quarantine_keeps_raw_bytes_and_counts_per_reason(store: Store) -> None:
     for reason in ("malformed", "malformed", "bad_signature"):
         store.add_quarantine(QuarantineItem(1, "t", reason, "d", b"\x00\xffraw"))
     assert store.quarantine_counts() == {"bad_signature": 1, "malformed": 2}
     assert [q.reason for q in store.quarantined(limit=2)] == ["bad_signature", "malformed"]
     assert store.quarantined(limit=5, reason="bad_signature")[0].payload == b"\x00\xffraw"
-    store.close()
 
 
 def test_a_schema_1_database_is_migrated_keeping_its_readings(tmp_path: Path) -> None:
