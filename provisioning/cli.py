@@ -11,6 +11,7 @@ import click
 from agent.config import load_config, render_docs, render_sample
 from nengtan.clikit import CONTEXT_SETTINGS, emit_json, handle_errors
 from provisioning.identity import enrollment_for, init_gateway, write_enrollment
+from provisioning.rotation import AGENT_ALGORITHMS, rotate_gateway
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -86,6 +87,47 @@ def enroll(config_path: Path, registry: Path, as_json: bool) -> None:
         emit_json({"enrollment": str(path)})
     else:
         click.echo(f"wrote {path}")
+
+
+@provision.command()
+@click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              default="/etc/nengtan/agent.toml", show_default=True,
+              help="The agent config: gateway id, key file and state directory.")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The agent's buffer directory (default: gateway.state_dir of the config).")
+@click.option("--alg", type=click.Choice(AGENT_ALGORITHMS), default="Ed25519", show_default=True,
+              help="Algorithm of the new key (HS256 is for MicroPython nodes, not this agent).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def rotate(config_path: Path, state_dir: Path | None, alg: str, as_json: bool) -> None:
+    """Replace the gateway's signing key; write the rotation record for the receiver.
+
+    STOP THE AGENT FIRST (sudo systemctl stop nengtan-agent): the command refuses while the
+    buffer is open. The new key signs from the first cycle the buffer has not sealed yet; the
+    record, signed by the old and the new key, says so. Apply it on the receiver with
+    `nengtan receiver keys rotate` BEFORE starting the agent again, or its first envelopes are
+    quarantined as unknown_key. The old key is kept as gateway.key.<kid>.retired (mode 0600).
+    Safe to re-run: while the agent has sealed nothing since, the pending record is shown again
+    (delete it to rotate once more). See docs/keys.md.
+
+    \b
+    Example:
+        sudo systemctl stop nengtan-agent
+        nengtan provision rotate --config /etc/nengtan/agent.toml --state-dir /var/lib/nengtan
+        cp /etc/nengtan/*.rotation.*.json /media/usb/
+    """
+    config = load_config(config_path)
+    result = rotate_gateway(gateway=config.gateway.id, key_file=config.gateway.key_file,
+                            state_dir=state_dir or config.gateway.state_dir, alg=alg)
+    if as_json:
+        emit_json(asdict(result))
+        return
+    verb = "rotated" if result.created else "already rotated (pending)"
+    click.echo(f"{verb}: {result.gateway} signs with {result.new_kid} ({result.alg}) instead of "
+               f"{result.old_kid} from epoch {result.from_epoch} seq {result.from_seq}\n"
+               f"record: {result.record}\nold key kept in {result.retired_key}\n"
+               "next: nengtan receiver keys rotate --config receiver.toml <record>, "
+               "then start the agent")
 
 
 @provision.group()

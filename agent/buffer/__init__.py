@@ -16,6 +16,7 @@ from agent.buffer._contract import (
     Sealer,
 )
 from agent.buffer._export import ExportReport, export_envelopes
+from agent.buffer._handover import buffer_holder, next_signed_cycle
 from agent.buffer._inspect import StoreReport, inspect_store
 from agent.buffer._memory import MemoryBuffer
 from agent.buffer._sqlite import SqliteBuffer
@@ -35,7 +36,9 @@ __all__ = [
     "Sealer",
     "SqliteBuffer",
     "StoreReport",
+    "buffer_holder",
     "export_envelopes",
     "inspect_store",
+    "next_signed_cycle",
     "system_clock",
 ]
