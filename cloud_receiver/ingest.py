@@ -257,6 +257,7 @@ def _conflict_alert(received_ms: int, cp: StoredCheckpoint, stored: StoredEnvelo
                  f"hashes to {stored.hash}")
 
 
+#: The order of the P-256 group.
 def _check_against_stored(txn: StoreTxn, row: StoredEnvelope, batch: Batch) -> None:
     """Raise _Duplicate or _Reject if ``row`` cannot be stored next to what is stored."""
     gw, epoch, where = row.gateway, row.epoch, f"{row.gateway}/{row.epoch}/{row.seq}"

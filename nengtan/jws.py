@@ -31,6 +31,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from nengtan.errors import EnvelopeError, IdentityError
 
 SIGNING_ALGORITHMS = ("Ed25519", "ES256", "HS256")
+#: The order n of the P-256 group; ES256 signatures must have s <= n / 2 (low-s, as in BIP 62).
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+P256_HALF_ORDER = P256_ORDER // 2
 #: EdDSA is RFC 8037's polymorphic name; RFC 9864 deprecates it in favour of Ed25519.
 ACCEPTED_ALGORITHMS = (*SIGNING_ALGORITHMS, "EdDSA")
 
@@ -86,9 +89,12 @@ class VerificationKey:
             if family == "ES256":
                 if len(signature) != 64:
                     return False
-                der = encode_dss_signature(
-                    int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-                )
+                r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+                if s > P256_HALF_ORDER:
+                    # ECDSA is malleable: (r, n - s) verifies too, so anyone could re-spell a
+                    # token and change its chain hash. Only the low-s spelling is valid.
+                    return False
+                der = encode_dss_signature(r, s)
                 key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), self.material)
                 key.verify(der, signing_input, ec.ECDSA(hashes.SHA256()))
                 return True
@@ -146,6 +152,8 @@ class ES256Signer:
 
     def sign(self, signing_input: bytes) -> bytes:
         r, s = decode_dss_signature(self._key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        if s > P256_HALF_ORDER:  # the one canonical spelling (see VerificationKey.verify)
+            s = P256_ORDER - s
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
     def verification_key(self) -> VerificationKey:
