@@ -5,7 +5,10 @@ Why a persistent session: the broker then queues envelopes while the receiver is
 PUBACK sent before our commit would let a crash lose an envelope the broker has forgotten. If the
 database cannot be written we send no ack and drop the connection; on reconnect the broker
 redelivers every unacknowledged message, and the idempotent ingest absorbs any duplicates.
-It subscribes to ``<prefix>/+/batch`` (envelopes) and ``<prefix>/+/checkpoint`` (checkpoints).
+It subscribes to ``<prefix>/+/batch`` (envelopes) and ``<prefix>/+/checkpoint`` (checkpoints),
+through ``$share/<group>/`` when ``[mqtt] share_group`` is set: then several receivers, each with
+its own fixed client_id, split the messages between them (docs/receiver.md, "Running several
+receivers"). The transactions' gateway lock keeps their chain checks and rollups consistent.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,16 +40,53 @@ log = logging.getLogger(__name__)
 QOS = 1
 RECONNECT_DELAY_S = (1, 60)  # paho doubles the wait from the first to the second value
 POLL_S = 0.2
+#: How stale the registry's keys and revocations may be when a message is checked: a key
+#: revoked with the CLI (another process, or another receiver) takes effect within this.
+REGISTRY_REFRESH_S = 10.0
+
+
+class _SocketGoneIsNotAnError(logging.Filter):
+    """paho 2.2 runs its network loop once more after it has closed the socket of a disconnect
+    we asked for, and logs "Client is not connected" at ERROR. Here that is the normal end of a
+    connection (a stop, or a dropped connection after a failed write, both logged by us), so it
+    is demoted to DEBUG rather than alarm whoever reads the journal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (record.levelno == logging.ERROR
+                and str(record.msg).startswith("Client is not connected")):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+_PAHO_LOG = logging.getLogger("cloud_receiver.paho")
+_PAHO_LOG.addFilter(_SocketGoneIsNotAnError())
+
+
+def subscription_filters(config: MqttConfig) -> list[str]:
+    """The topic filters to subscribe to: shared ones when ``share_group`` is set."""
+    filters = topic_filters(config.topic_prefix)
+    if config.share_group is None:
+        return filters
+    return [f"$share/{config.share_group}/{f}" for f in filters]
 
 
 class Subscriber:
     """The paho callbacks. Kept apart from the client so tests can drive them directly."""
 
     def __init__(self, ingestor: Ingestor, topic_filter: str | Sequence[str],
-                 ready: threading.Event | None = None) -> None:
+                 ready: threading.Event | None = None, *,
+                 refresh: Callable[[], None] | None = None,
+                 refresh_every_s: float = REGISTRY_REFRESH_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``refresh`` (``Registry.refresh``) is called before a message when the last call
+        is ``refresh_every_s`` old: on paho's thread, the one that uses the store for ingest,
+        so a backend needs no locking for it, and an idle receiver does not poll."""
         self._ingestor = ingestor
         self._filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter)
         self._ready = ready
+        self._refresh, self._refresh_every_s, self._clock = refresh, refresh_every_s, clock
+        self._refreshed = clock()
         #: Set when a message could not be stored; ``run`` then reconnects after a pause.
         self.store_failed = threading.Event()
 
@@ -84,6 +125,7 @@ class Subscriber:
         except UnicodeDecodeError:
             topic = repr(message._topic)  # brokers check UTF-8, but keep the evidence anyway
         try:
+            self._refresh_if_due()
             outcome = self._ingestor.ingest(topic, bytes(message.payload))
         except Exception as exc:  # StoreError, or a bug outside ingest's own net
             log.error("not acknowledging mid %d on %s; the broker redelivers after reconnect: %s",
@@ -93,6 +135,12 @@ class Subscriber:
             return
         client.ack(message.mid, message.qos)  # only now: the outcome is committed
         log.debug("%s %s: %s %s", topic, message.mid, outcome.status, outcome.reason or "")
+
+    def _refresh_if_due(self) -> None:
+        if self._refresh is None or self._clock() - self._refreshed < self._refresh_every_s:
+            return
+        self._refresh()
+        self._refreshed = self._clock()
 
 
 def _client(config: MqttConfig, subscriber: Subscriber) -> mqtt.Client:
@@ -107,7 +155,7 @@ def _client(config: MqttConfig, subscriber: Subscriber) -> mqtt.Client:
         )
     except ValueError as exc:
         raise ConfigError("[mqtt]", [f"At 'mqtt': {exc}"]) from exc
-    client.enable_logger(logging.getLogger("cloud_receiver.paho"))
+    client.enable_logger(_PAHO_LOG)
     client.reconnect_delay_set(*RECONNECT_DELAY_S)
     client.on_connect = subscriber.on_connect
     client.on_subscribe = subscriber.on_subscribe
@@ -154,7 +202,7 @@ def run(config: ReceiverConfig, stop_event: threading.Event, *,
     if not config.registry_dir.is_dir():
         raise IdentityError(f"the registry directory {config.registry_dir} does not exist; "
                             "create it and put enrollment records in it")
-    store = open_store(config.storage_path)
+    store = open_store(config.storage)
     try:
         registry = Registry(store, config.registry_dir)
         loaded = registry.reload()
@@ -165,7 +213,8 @@ def run(config: ReceiverConfig, stop_event: threading.Event, *,
             log.info("rebuilding rollups of data stored before they existed")
             log.info("rollups rebuilt for %d gateway(s)", rebuild_all(store, tz))
         ingestor = Ingestor(store, registry, topic_prefix=config.mqtt.topic_prefix, timezone=tz)
-        subscriber = Subscriber(ingestor, topic_filters(config.mqtt.topic_prefix), ready)
+        subscriber = Subscriber(ingestor, subscription_filters(config.mqtt), ready,
+                                refresh=registry.refresh)
         while not stop_event.is_set():
             _session(config.mqtt, subscriber, stop_event)
             if subscriber.store_failed.is_set():
