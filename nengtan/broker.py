@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class Broker:
     kind: str
     process: subprocess.Popen[bytes]
     workdir: Path
+    extra_config: tuple[str, ...] = ()  # Mosquitto lines appended to the generated config
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -51,7 +53,7 @@ class Broker:
     def restart(self) -> None:
         """Start the same broker again on the same port (for outage tests)."""
         self.stop()
-        self.process = _spawn(self.kind, self.workdir, self.port).process
+        self.process = _spawn(self.kind, self.workdir, self.port, self.extra_config).process
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -68,7 +70,7 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> N
     raise BrokerError(f"broker did not listen on 127.0.0.1:{port} within 15 s")
 
 
-def _spawn(kind: str, workdir: Path, port: int) -> Broker:
+def _spawn(kind: str, workdir: Path, port: int, extra_config: Sequence[str] = ()) -> Broker:
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"{kind}.log"
     if kind == "mosquitto":
@@ -80,6 +82,7 @@ def _spawn(kind: str, workdir: Path, port: int) -> Broker:
                  "log_dest stderr"]
         if os.geteuid() == 0:
             lines.append("user root")  # the work dir is not the mosquitto user's to write
+        lines += extra_config  # Mosquitto takes the last value of a repeated numeric option
         conf.write_text("\n".join(lines) + "\n")
         cmd = [shutil.which("mosquitto") or "mosquitto", "-c", str(conf)]
         protocol = "5"
@@ -88,17 +91,24 @@ def _spawn(kind: str, workdir: Path, port: int) -> Broker:
         conf.write_text(f"listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:{port}\n"
                         "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
                         "    allow_anonymous: true\n")
+        if extra_config:
+            raise BrokerError("extra_config holds Mosquitto lines, which amqtt cannot take")
         cmd = [sys.executable, "-c", "from amqtt.scripts.broker_script import main; main()",
                "-c", str(conf)]
         protocol = "3.1.1"
     with log.open("ab") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     _wait_listening(port, process, log)
-    return Broker("127.0.0.1", port, protocol, kind, process, workdir)
+    return Broker("127.0.0.1", port, protocol, kind, process, workdir, tuple(extra_config))
 
 
-def start_broker(workdir: Path, *, prefer: str = "auto", port: int | None = None) -> Broker:
-    """Start Mosquitto (or amqtt when Mosquitto is missing, or when ``prefer='amqtt'``)."""
+def start_broker(workdir: Path, *, prefer: str = "auto", port: int | None = None,
+                 extra_config: Sequence[str] = ()) -> Broker:
+    """Start Mosquitto (or amqtt when Mosquitto is missing, or when ``prefer='amqtt'``).
+
+    ``extra_config``: Mosquitto config lines added after the generated ones, e.g.
+    ``max_queued_messages 0`` for a benchmark's unlimited queue.
+    """
     kind = prefer
     if prefer == "auto":
         kind = "mosquitto" if shutil.which("mosquitto") else "amqtt"
@@ -107,4 +117,4 @@ def start_broker(workdir: Path, *, prefer: str = "auto", port: int | None = None
             import amqtt  # noqa: F401
         except ImportError as exc:
             raise BrokerError("Mosquitto is not on PATH and amqtt is not installed") from exc
-    return _spawn(kind, workdir, port or free_port())
+    return _spawn(kind, workdir, port or free_port(), extra_config)
