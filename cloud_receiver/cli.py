@@ -15,7 +15,11 @@ from typing import Any, TypeVar
 
 import click
 
-from cloud_receiver.config import load_config
+from cloud_receiver.accounting.feed_cli import feed
+from cloud_receiver.cli_alerts import alerts
+from cloud_receiver.cli_ops import metering, output
+from cloud_receiver.cli_keys import keys
+from cloud_receiver.config import ReceiverConfig, load_config
 from cloud_receiver.gaps import build_gap_report, render_gaps
 from cloud_receiver.ingest import Ingestor, Status
 from cloud_receiver.registry import Registry
@@ -46,6 +50,13 @@ def receiver() -> None:
     """
 
 
+receiver.add_command(keys)
+receiver.add_command(feed)
+receiver.add_command(alerts)
+receiver.add_command(output)
+receiver.add_command(metering)
+
+
 @receiver.command(name="run")
 @_CONFIG
 @click.option("-v", "--verbose", is_flag=True, help="Log every message at DEBUG level.")
@@ -70,20 +81,41 @@ def run_command(config_path: Path, verbose: bool) -> None:
 @_JSON
 @click.option("--day", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="Only this local day (YYYY-MM-DD, in the configured time zone).")
+@click.option("--month", default=None, metavar="YYYY-MM",
+              help="Monthly energy-carbon report of the plant (needs --plant).")
+@click.option("--year", type=int, default=None, help="Annual report of the plant (needs --plant).")
+@click.option("--plant", "plant_dir", type=click.Path(exists=True, file_okay=False,
+                                                      path_type=Path), default=None,
+              help="Plant data directory (plant.toml, replacements.toml; docs/accounting.md).")
+@click.option("--format", "fmt", type=click.Choice(["text", "csv", "xlsx", "html", "json"]),
+              default=None, help="Output format of --month/--year (default text; --json = json).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of stdout (required for xlsx).")
 @handle_errors
-def report_command(config_path: Path, as_json: bool, day: datetime | None) -> None:
-    """Energy (kWh), standard coal (kgce) and CO2 (kgCO2) per meter per local day.
+def report_command(config_path: Path, as_json: bool, day: datetime | None, month: str | None,
+                   year: int | None, plant_dir: Path | None, fmt: str | None,
+                   out: Path | None) -> None:
+    """Energy (kWh), standard coal (kgce) and CO2 (kgCO2) per meter per local day, or the
+    plant's monthly/annual energy-carbon report (--month/--year with --plant).
 
     The output names the factors used, the quarantine counts per reason and the counter
-    anomalies (a counter going backwards counts as 0 kWh).
+    anomalies (a counter going backwards counts as 0 kWh). The plant report adds per node and
+    energy type the physical amount, kgce and kgCO2, completeness, gaps, counter events and the
+    stored readings each total can be recomputed from.
 
     \b
     Example:
         nengtan receiver report --config receiver.toml --day 2025-06-01
         nengtan receiver report --config receiver.toml --json | jq '.rows[]'
+        nengtan receiver report --config receiver.toml --plant plant/ --month 2025-06
+        nengtan receiver report --config receiver.toml --plant plant/ --year 2025 \\
+            --format xlsx --out 2025.xlsx
     """
     config = load_config(config_path)
-    store = open_store(config.storage_path, create=False)
+    if month is not None or year is not None:
+        _plant_report(config, plant_dir, month, year, fmt or ("json" if as_json else "text"), out)
+        return
+    store = open_store(config.storage, create=False)
     try:
         selected: date | None = day.date() if day else None
         result = build_report(store, config.carbon, day=selected)
@@ -91,6 +123,21 @@ def report_command(config_path: Path, as_json: bool, day: datetime | None) -> No
         store.close()
     click.echo(json.dumps(result.as_dict(), ensure_ascii=False, indent=2) if as_json
                else render_text(result))
+
+
+def _plant_report(config: ReceiverConfig, plant_dir: Path | None, month: str | None,
+                  year: int | None, fmt: str, out: Path | None) -> None:
+    from cloud_receiver.accounting import report_cli
+
+    if plant_dir is None or (month is not None and year is not None):
+        raise click.UsageError("--month or --year (not both) needs --plant DIR")
+    store = open_store(config.storage, create=False)
+    try:
+        result = report_cli.build(store, plant_dir, config.carbon, month=month, year=year)
+    finally:
+        store.close()
+    text = report_cli.output(result, fmt, out)
+    click.echo(text if text is not None else f"wrote {out}")
 
 
 @receiver.command(name="enroll")
@@ -109,7 +156,7 @@ def enroll_command(config_path: Path, files: tuple[Path, ...]) -> None:
         nengtan receiver enroll --config receiver.toml gw-zhengzhou-01.enroll.json
     """
     config = load_config(config_path)
-    store = open_store(config.storage_path)
+    store = open_store(config.storage)
     try:
         registry = Registry(store, config.registry_dir)
         for path in files:
@@ -135,7 +182,7 @@ def quarantine_command(config_path: Path, as_json: bool, reason: str | None, lim
         nengtan receiver quarantine --config receiver.toml --json
     """
     config = load_config(config_path)
-    store = open_store(config.storage_path, create=False)
+    store = open_store(config.storage, create=False)
     try:
         items = store.quarantined(limit=limit, reason=reason)
         counts = store.quarantine_counts()
@@ -173,7 +220,7 @@ def gaps_command(config_path: Path, as_json: bool, gateway: str | None) -> None:
         nengtan receiver gaps --config receiver.toml --json | jq '.streams[].ranges'
     """
     config = load_config(config_path)
-    store = open_store(config.storage_path, create=False)
+    store = open_store(config.storage, create=False)
     try:
         result = build_gap_report(store, gateway)
     finally:
@@ -220,7 +267,7 @@ def import_command(config_path: Path, as_json: bool, files: tuple[Path, ...]) ->
         raise IdentityError(f"the registry directory {config.registry_dir} does not exist")
     prefix = config.mqtt.topic_prefix
     results: list[dict[str, object]] = []
-    store = open_store(config.storage_path)
+    store = open_store(config.storage)
     try:
         registry = Registry(store, config.registry_dir)
         registry.reload()
