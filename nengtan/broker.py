@@ -7,6 +7,7 @@ only, so a fresh machine needs nothing but Python. The broker listens on loopbac
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -25,8 +26,27 @@ class BrokerError(NengtanError):
     hint = "Install Mosquitto (Debian package `mosquitto`) or `pip install amqtt`."
 
 
+# Brokers are stopped and restarted on the same port (outage tests), so their port must stay
+# free while they are down: pick it below the kernel's ephemeral range (32768-60999 on Linux),
+# where no outgoing connection or bind(0) elsewhere can take it, and give each parallel pytest
+# worker its own slice, so two workers never probe the same numbers.
+_PORT_LOW, _PORT_HIGH = 20000, 32000
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    width = (_PORT_HIGH - _PORT_LOW) // workers
+    low = _PORT_LOW + (int(worker) % workers if worker.isdigit() else 0) * width
+    for _ in range(100):
+        port = random.randrange(low, low + width)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # that slice is full: any free port will have to do
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
