@@ -17,6 +17,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from cloud_receiver.store import Store, open_store
+
 PG_URL = os.environ.get("NENGTAN_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -50,3 +52,25 @@ def fresh_schema() -> Iterator[tuple[str, str]]:
             # A test that left a connection in a transaction must not hang the suite.
             conn.execute("SET lock_timeout = '20s'")
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+#: The parameters of a fixture that runs its tests on both backends.
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.integration)]
+
+
+@contextmanager
+def backend_store(backend: str) -> Iterator[Store]:
+    """A fresh empty store: SQLite in memory, or PostgreSQL in a schema of its own."""
+    if backend == "sqlite":
+        store = open_store(":memory:")
+        try:
+            yield store
+        finally:
+            store.close()
+        return
+    with fresh_schema() as (_, url):
+        store = open_store(url)
+        try:
+            yield store
+        finally:
+            store.close()

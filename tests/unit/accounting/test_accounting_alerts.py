@@ -17,21 +17,14 @@ from cloud_receiver.accounting.model import load_plant
 from cloud_receiver.cli import receiver
 from cloud_receiver.store import Store, StoredEnvelope, open_store
 from nengtan.errors import ConfigError, StoreError
-from tests.integration.receiver.pg_helpers import fresh_schema
+from tests.integration.receiver.pg_helpers import BACKENDS, backend_store, fresh_schema
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+@pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     """Overrides the conftest's SQLite-only store for this module (and so the feeder's)."""
-    if request.param == "sqlite":
-        s = open_store(":memory:")
+    with backend_store(request.param) as s:
         yield s
-        s.close()
-        return
-    with fresh_schema() as (_, url):
-        s = open_store(url)
-        yield s
-        s.close()
 
 
 def test_alert_lifecycle_in_the_store(store: Store) -> None:

@@ -13,9 +13,9 @@ from receiver_helpers import GATEWAY, T0, Batches, enrollment_record, new_signer
 
 from cloud_receiver.ingest import Ingestor
 from cloud_receiver.registry import Registry
-from cloud_receiver.store import Store, open_store
+from cloud_receiver.store import Store
 from nengtan.jws import Ed25519Signer
-from tests.integration.receiver.pg_helpers import fresh_schema
+from tests.integration.receiver.pg_helpers import BACKENDS, backend_store
 
 
 @pytest.fixture
@@ -36,18 +36,11 @@ def registry_dir(tmp_path: Path, signer: Ed25519Signer) -> Path:
     return directory
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+@pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     """Every test that takes the store runs on both backends: the ``Store`` contract is one."""
-    if request.param == "sqlite":
-        s = open_store(":memory:")
+    with backend_store(request.param) as s:
         yield s
-        s.close()
-        return
-    with fresh_schema() as (_, url):
-        s = open_store(url)
-        yield s
-        s.close()
 
 
 @pytest.fixture
