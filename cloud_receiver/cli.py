@@ -19,6 +19,7 @@ from cloud_receiver.accounting.feed_cli import feed
 from cloud_receiver.cli_alerts import alerts
 from cloud_receiver.cli_ops import metering, output
 from cloud_receiver.cli_keys import keys
+from cloud_receiver.cli_rollups import rollups
 from cloud_receiver.config import ReceiverConfig, load_config
 from cloud_receiver.gaps import build_gap_report, render_gaps
 from cloud_receiver.ingest import Ingestor, Status
@@ -51,6 +52,7 @@ def receiver() -> None:
 
 
 receiver.add_command(keys)
+receiver.add_command(rollups)
 receiver.add_command(feed)
 receiver.add_command(alerts)
 receiver.add_command(output)
