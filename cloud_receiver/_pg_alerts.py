@@ -8,6 +8,7 @@ subject, rule), enforced by a partial unique index; acknowledgement keeps the fi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -51,13 +52,10 @@ def _one(conn: psycopg.Connection[Any], where: str, *args: object) -> Accounting
 
 
 class PgAccountingAlerts:
-    """Mixin: ``PgStore`` provides ``_using`` and ``_read``."""
+    """Mixin for ``PgStore``, which provides these two."""
 
-    def _using(self) -> AbstractContextManager[psycopg.Connection[Any]]:
-        raise NotImplementedError
-
-    def _read(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
+    _using: Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
+    _read: Callable[..., list[tuple[Any, ...]]]
 
     def raise_accounting_alert(self, kind: str, subject: str, rule: str, at_ms: int,
                                detail: str) -> AccountingAlert:

@@ -23,9 +23,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
+if TYPE_CHECKING:  # imported when an adapter is made: every `nengtan` command loads this module
+    import httpx
 
 from cloud_receiver.accounting.feed import FeedMessage
 from nengtan.errors import ConfigError, NengtanError
@@ -121,12 +122,16 @@ class HttpsJsonAdapter:
                  ca_file: str | None = None, client: httpx.Client | None = None) -> None:
         self.target = url
         self._token = token
+        import httpx
+
         self._client = client or httpx.Client(timeout=timeout_s, verify=ca_file or True)
 
     def close(self) -> None:
         self._client.close()
 
     def attempt(self, message: FeedMessage) -> Attempt:
+        import httpx
+
         headers = {"Content-Type": "application/json; charset=utf-8",
                    "Idempotency-Key": message.message_id, "X-Content-SHA256": message.digest}
         if self._token:
