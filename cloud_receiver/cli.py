@@ -305,3 +305,38 @@ def import_command(config_path: Path, as_json: bool, files: tuple[Path, ...]) ->
                        f"{r['duplicate']} duplicate, {sum(bad.values())} quarantined{why}")
     if any(r["quarantined"] for r in results):
         sys.exit(EXIT_ERROR)
+
+
+@receiver.command(name="retire")
+@_CONFIG
+@_JSON
+@click.option("--idle-s", type=click.FloatRange(min=0.5), default=5.0, show_default=True,
+              help="Finish when nothing has arrived for this long after unsubscribing.")
+@click.option("--timeout-s", type=click.FloatRange(min=1), default=600.0, show_default=True,
+              help="Give up (keeping the session) if messages still arrive after this.")
+@handle_errors
+def retire_command(config_path: Path, as_json: bool, idle_s: float, timeout_s: float) -> None:
+    """Take a receiver out of service without losing its queued share: resume its broker
+    session, unsubscribe, ingest what was queued for it, then end the session. Stop (and
+    disable) the member's service first. Safe to re-run; a failure keeps the session.
+
+    \b
+    Example:
+        systemctl disable --now nengtan-receiver@b
+        nengtan receiver retire --config /etc/nengtan-receiver/receiver-b.toml
+    """
+    from cloud_receiver.retire import retire
+
+    config = load_config(config_path)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    result = retire(config, idle_s=idle_s, timeout_s=timeout_s)
+    if as_json:
+        click.echo(json.dumps({"client_id": result.client_id,
+                               "session_present": result.session_present,
+                               "messages": result.messages, "outcomes": result.outcomes,
+                               "seconds": round(result.seconds, 3)}, indent=2))
+        return
+    found = "" if result.session_present else " (the broker held no session under it)"
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(result.outcomes.items())) or "none"
+    click.echo(f"retired {result.client_id}{found}: {result.messages} queued message(s) "
+               f"ingested ({counts}) in {result.seconds:.1f} s; its session is ended")
