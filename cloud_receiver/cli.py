@@ -322,8 +322,8 @@ def retire_command(config_path: Path, as_json: bool, idle_s: float, timeout_s: f
 
     \b
     Example:
-        systemctl disable --now nengtan-receiver@b
-        nengtan receiver retire --config /etc/nengtan-receiver/receiver-b.toml
+        systemctl disable --now nengtan-receiver    # on the member's host
+        nengtan receiver retire --config /etc/nengtan-receiver/receiver.toml --json
     """
     from cloud_receiver.retire import retire
 
