@@ -1,16 +1,24 @@
-"""The `nengtan` command: one entry point, one sub-command group per package."""
+"""The `nengtan` command: one entry point, one sub-command group per package.
+
+The groups are imported only when used (``LazyGroup``), so a command on a Pi loads the agent
+and nothing of the receiver, and the other way round.
+"""
 
 from __future__ import annotations
 
 import click
 
-from agent.cli import agent
 from nengtan import __version__
-from nengtan.clikit import CONTEXT_SETTINGS
-from provisioning.cli import provision
+from nengtan.clikit import CONTEXT_SETTINGS, LazyGroup
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS, lazy={
+    "agent": "agent.cli:agent",
+    "provision": "provisioning.cli:provision",
+    # The receiver and the demo are optional on a gateway image.
+    "receiver": "cloud_receiver.cli:receiver",
+    "demo": "nengtan.demo:demo",
+})
 @click.version_option(__version__, prog_name="nengtan")
 def main() -> None:
     """Nengtan: RS-485 meters to signed, verified energy-carbon figures.
@@ -19,21 +27,3 @@ def main() -> None:
 
         nengtan demo --duration 60
     """
-
-
-main.add_command(agent)
-main.add_command(provision)
-
-try:  # the receiver and the demo are optional on a gateway image
-    from cloud_receiver.cli import receiver
-
-    main.add_command(receiver)
-except ImportError:  # pragma: no cover - only on a gateway-only install
-    pass
-
-try:
-    from nengtan.demo import demo
-
-    main.add_command(demo)
-except ImportError:  # pragma: no cover
-    pass
