@@ -58,6 +58,12 @@ SCHEMA: dict[str, Any] = {
             "year": {"type": "integer", "minimum": 2000, "maximum": 2100, "default": 2023},
             "timezone": {"type": "string", "minLength": 1, "default": "Asia/Shanghai"},
         }),
+        # Optional: without it the rules run only from `nengtan receiver alerts check`.
+        "alerts": _section({
+            "plant": {"type": "string", "minLength": 1},
+            # Each run reads the store; more often than every 10 s is only load.
+            "interval_s": {"type": "integer", "minimum": 10, "maximum": 86400, "default": 300},
+        }, ["plant"]),
     }, ["storage", "registry"]),
 }
 _VALIDATOR = Draft202012Validator(SCHEMA)
@@ -84,6 +90,12 @@ class CarbonConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    plant_dir: Path  # checked when the service starts, not here (validation does no I/O)
+    interval_s: float
+
+
+@dataclass(frozen=True)
 class ReceiverConfig:
     mqtt: MqttConfig
     storage_path: Path | None  # [storage] path: the SQLite file; None when url is set
@@ -93,6 +105,8 @@ class ReceiverConfig:
     #: Where local files kept beside the database go (the feed audit log): the SQLite file's
     #: directory, or the config file's directory with a PostgreSQL url.
     files_dir: Path
+    #: ``[alerts]``: the service evaluates the plant's alert rules itself; None: it does not.
+    alerts: AlertsConfig | None = None
 
     @property
     def storage(self) -> Path | str:
@@ -159,6 +173,10 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>",
         raise ConfigError(source, problems, hint=CONFIG_HINT)
     base = base_dir or Path.cwd()
     mq, carbon = _filled("mqtt", data), _filled("carbon", data)
+    alerts = None
+    if "alerts" in data:
+        al = _filled("alerts", data)
+        alerts = AlertsConfig(base / al["plant"], al["interval_s"])
     path = data["storage"].get("path")
     storage_path = None if path is None else base / path
     return ReceiverConfig(
@@ -171,6 +189,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>",
         registry_dir=base / data["registry"]["dir"],
         carbon=CarbonConfig(carbon["regime"], carbon["region"], carbon["year"],
                             carbon["timezone"]),
+        alerts=alerts,
     )
 
 

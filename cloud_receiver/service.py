@@ -28,6 +28,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from cloud_receiver.alert_runner import start_alert_runner
 from cloud_receiver.config import MqttConfig, ReceiverConfig
 from cloud_receiver.ingest import Ingestor, topic_filters
 from cloud_receiver.registry import Registry
@@ -203,7 +204,9 @@ def run(config: ReceiverConfig, stop_event: threading.Event, *,
         raise IdentityError(f"the registry directory {config.registry_dir} does not exist; "
                             "create it and put enrollment records in it")
     store = open_store(config.storage)
+    alert_runner = None
     try:
+        alert_runner = start_alert_runner(config)  # None without [alerts]
         registry = Registry(store, config.registry_dir)
         loaded = registry.reload()
         log.info("registry: %d key(s) enrolled, %d record(s) rejected",
@@ -222,6 +225,8 @@ def run(config: ReceiverConfig, stop_event: threading.Event, *,
                 stop_event.wait(store_retry_s)
                 subscriber.store_failed.clear()
     finally:
+        if alert_runner is not None:
+            alert_runner.stop()
         store.close()
     log.info("receiver stopped")
 
