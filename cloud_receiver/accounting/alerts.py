@@ -4,8 +4,8 @@ The Henan centres must warn (预警) on abnormal consumption, missing data and o
 rules are operator data, reviewed like the plant model; what they find is machine state, kept in
 the receiver store with its lifecycle (open → acknowledged → closed) so a person can take an
 alert and the record of who did survives. ``evaluate`` is idempotent: the receiver runs it every
-``[alerts] interval_s`` (``cloud_receiver/alert_runner.py``), and a condition that persists updates its one live alert instead of adding
-another; a condition that cleared closes it.
+``[alerts] interval_s`` (``cloud_receiver/alert_runner.py``), and a condition that persists
+updates its one live alert instead of adding another; a condition that cleared closes it.
 
 Rule kinds (every rule has a unique ``name``; ``points`` defaults to every metering point):
 
