@@ -1,7 +1,8 @@
 """``nengtan receiver alerts …``: check the plant's alert rules, list alerts, acknowledge one.
 
 Thin over ``cloud_receiver.accounting.alerts`` and the store. ``check`` evaluates the rules now
-(the receiver also runs them itself with ``[alerts]``); ``list`` and ``ack`` are for people (``--json`` for scripts).
+(the receiver also runs them itself with ``[alerts]``); ``list`` and ``ack`` are for people
+(``--json`` for scripts).
 """
 
 from __future__ import annotations
