@@ -15,11 +15,6 @@ from typing import Any, TypeVar
 
 import click
 
-from cloud_receiver.accounting.feed_cli import feed
-from cloud_receiver.cli_alerts import alerts
-from cloud_receiver.cli_ops import metering, output
-from cloud_receiver.cli_keys import keys
-from cloud_receiver.cli_rollups import rollups
 from cloud_receiver.config import ReceiverConfig, load_config
 from cloud_receiver.gaps import build_gap_report, render_gaps
 from cloud_receiver.ingest import Ingestor, Status
@@ -28,7 +23,7 @@ from cloud_receiver.report import build_report, render_text
 from cloud_receiver.service import install_signal_handlers, run
 from cloud_receiver.store import open_store
 from nengtan.checkpoint import CHECKPOINT_MEDIA_TYPE, decode_checkpoint
-from nengtan.clikit import CONTEXT_SETTINGS, EXIT_ERROR, handle_errors
+from nengtan.clikit import CONTEXT_SETTINGS, EXIT_ERROR, LazyGroup, handle_errors
 from nengtan.envelope import decode_batch
 from nengtan.errors import EnvelopeError, IdentityError
 from nengtan.jws import parse_compact
@@ -41,7 +36,22 @@ _CONFIG = click.option("--config", "config_path", required=True,
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
-@click.group(name="receiver", context_settings=CONTEXT_SETTINGS)
+#: Sub-command groups in modules of their own, imported when one of them runs (``LazyGroup``):
+#: ``receiver run`` does not load the accounting, feed or plant-editing code.
+_LAZY = {
+    "keys": "cloud_receiver.cli_keys:keys",
+    "rollups": "cloud_receiver.cli_rollups:rollups",
+    "feed": "cloud_receiver.accounting.feed_cli:feed",
+    "alerts": "cloud_receiver.cli_alerts:alerts",
+    "output": "cloud_receiver.cli_ops:output",
+    "metering": "cloud_receiver.cli_ops:metering",
+    "ledger": "cloud_receiver.accounting.ledger_cli:ledger",
+    "scores": "cloud_receiver.accounting.scores_cli:scores",
+    "plant": "cloud_receiver.accounting.plant_cli:plant",
+}
+
+
+@click.group(name="receiver", cls=LazyGroup, lazy=_LAZY, context_settings=CONTEXT_SETTINGS)
 def receiver() -> None:
     """The cloud receiver: verify, store and report signed meter batches.
 
@@ -49,14 +59,6 @@ def receiver() -> None:
     Example:
         nengtan receiver run --config /etc/nengtan-receiver/receiver.toml
     """
-
-
-receiver.add_command(keys)
-receiver.add_command(rollups)
-receiver.add_command(feed)
-receiver.add_command(alerts)
-receiver.add_command(output)
-receiver.add_command(metering)
 
 
 @receiver.command(name="run")
