@@ -12,13 +12,14 @@ use category. ``parent`` names the upstream metering point a balance check compa
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from nengtan.errors import ConfigError
-from nengtan.measurements import ROLLED_UP, VOCABULARY
+from nengtan.measurements import NOT_ACCOUNTED, ROLLED_UP, VOCABULARY
 
 PLANT_FILE = "plant.toml"
 REPLACEMENTS_FILE = "replacements.toml"
@@ -254,6 +255,9 @@ def _points(raw: list[Any], nodes: dict[str, Node], problems: _Problems) -> dict
         if measurement is not None and measurement not in ROLLED_UP:
             problems.add(f"{where}.measurement", f"{measurement!r} is not a whole-meter counter; "
                          f"use one of {', '.join(sorted(ROLLED_UP))}")
+        elif measurement in NOT_ACCOUNTED:
+            problems.add(f"{where}.measurement", f"{measurement!r} is a volume at line conditions,"
+                         " not an amount of gas: bind the corrector's gas_volume_std")
         if level is not None and level not in LEVELS:
             problems.add(f"{where}.level", f"{level} is not a GB 17167 level (1, 2 or 3)")
         if etype is not None and etype not in ENERGY_TYPES:
@@ -348,6 +352,21 @@ def load_plant(directory: Path | str) -> Plant:
     directory = Path(directory)
     problems = _Problems()
     doc = _read_toml(directory / PLANT_FILE, problems)
+    rpath = directory / REPLACEMENTS_FILE
+    return _validate(doc, directory, problems,
+                     lambda rproblems: _read_toml(rpath, rproblems) if rpath.exists() else None)
+
+
+def validate_plant_doc(doc: Mapping[str, Any], directory: Path | str,
+                       replacements_doc: Mapping[str, Any] | None = None) -> Plant:
+    """The checks of ``load_plant`` on content already parsed (by ``tomllib``), e.g. an edit
+    not yet written; ``replacements_doc`` None means there is no ``replacements.toml``. Errors
+    name the files of ``directory`` exactly as ``load_plant`` would."""
+    return _validate(doc, Path(directory), _Problems(), lambda _problems: replacements_doc)
+
+
+def _validate(doc: Mapping[str, Any], directory: Path, problems: _Problems,
+              read_replacements: Callable[[_Problems], Mapping[str, Any] | None]) -> Plant:
     meta = doc.get("plant", {})
     if not isinstance(meta, dict):
         problems.add("plant", "expected a table")
@@ -367,9 +386,9 @@ def load_plant(directory: Path | str) -> Plant:
                           hint="Fix the plant model; docs/accounting.md describes the format.")
     replacements: tuple[Replacement, ...] = ()
     rpath = directory / REPLACEMENTS_FILE
-    if rpath.exists():
-        rproblems = _Problems()
-        rdoc = _read_toml(rpath, rproblems)
+    rproblems = _Problems()
+    rdoc = read_replacements(rproblems)
+    if rdoc is not None:
         raw = rdoc.get("replacement", [])
         if not isinstance(raw, list):
             rproblems.add("replacement", "expected an array of tables ([[replacement]])")

@@ -110,6 +110,29 @@ GOLDEN: list[tuple[str, str, dict[int, int], float]] = [
     ("janitza-umg96rm", "voltage_l1_n", {19000: 0x4366, 19001: 0x3334}, 230.2),
     # UMG 96RM import: float32 0x4996_B438 = 1234567.0 Wh; × 0.001 = 1234.567 kWh.
     ("janitza-umg96rm", "active_energy_import", {19068: 0x4996, 19069: 0xB438}, 1234.567),
+    # TVA steam total, low word first: 0x0001 × 65536 + 0xE240 = 123456 kg; × 0.001 = 123.456 t.
+    ("spirax-sarco-tva", "steam_mass", {0: 0xE240, 1: 0x0001}, 123.456),
+    # TVA energy total, low word first: 0x0001 × 65536 + 0x86A0 = 100000 kWh;
+    # × 0.0036 GJ/kWh = 360.0 GJ.
+    ("spirax-sarco-tva", "heat_energy", {7: 0x86A0, 8: 0x0001}, 360.0),
+    # TVA pressure "x100 bar g": 0x0320 = 800 → 8.00 bar g = 800 kPa gauge (scale 1).
+    ("spirax-sarco-tva", "pressure_gauge", {3: 0x0320}, 800.0),
+    # TVA temperature "x10 °C": 0x06D8 = 1752; × 0.1 = 175.2 °C.
+    ("spirax-sarco-tva", "temperature", {4: 0x06D8}, 175.2),
+    # TVA flow in kg/h: 0x09C4 = 2500; × 0.001 = 2.5 t/h.
+    ("spirax-sarco-tva", "mass_flow", {2: 0x09C4}, 2.5),
+    # The gas totalizer's own worked answer (FXGasFlow.scl), float32 ABCD:
+    # standard total 44 9B 63 92 = 1243.111572265625 m3 (the source prints 1243.1116);
+    ("fuxin-gas-flow-totalizer", "gas_volume_std", {0x0C: 0x449B, 0x0D: 0x6392},
+     1243.111572265625),
+    # line total 4B 3C 61 56 = 12345686.0 m3;
+    ("fuxin-gas-flow-totalizer", "gas_volume", {0x0A: 0x4B3C, 0x0B: 0x6156}, 12345686.0),
+    # standard flow 40 22 0C 4A = 2.532 m3/h;
+    ("fuxin-gas-flow-totalizer", "volume_flow_std", {0x10: 0x4022, 0x11: 0x0C4A}, 2.532),
+    # line flow 40 20 00 00 = 2.5 m3/h exactly (the source says 2.53);
+    ("fuxin-gas-flow-totalizer", "volume_flow", {0x15: 0x4020, 0x16: 0x0000}, 2.5),
+    # temperature 41 AD 31 27 = 21.649 °C (the source rounds to 21.7).
+    ("fuxin-gas-flow-totalizer", "temperature", {0x1A: 0x41AD, 0x1B: 0x3127}, 21.649),
 ]
 
 
@@ -255,7 +278,8 @@ def test_decode_point_rejects_what_is_not_a_point() -> None:
 # --- The emulator can serve every model but the PZ --------------------------------------------
 
 _SAMPLE = {"V": 230.0, "A": 5.0, "W": 1500.0, "var": 300.0, "VA": 1700.0, "1": 0.9, "Hz": 50.0,
-           "kWh": 1234.5, "kvarh": 12.5}
+           "kWh": 1234.5, "kvarh": 12.5, "m3": 12345.5, "t": 1234.5, "GJ": 1234.5,
+           "m3/h": 25.5, "t/h": 2.5, "kW": 1500.0, "°C": 175.5, "kPa": 800.0}
 
 
 @pytest.mark.parametrize("name", sorted(models()))
@@ -294,6 +318,9 @@ REFERENCE_PLANS = {
     "janitza-umg96rm": [(19000, 78)],
     "schneider-iem3x55": [(2999, 112), (3203, 24)],
     "schneider-pm5100": [(2999, 112), (3203, 24)],
+    # Not in meters.md: the plans stated in the model files' comments.
+    "fuxin-gas-flow-totalizer": [(0x0A, 18)],
+    "spirax-sarco-tva": [(0, 9)],
 }
 
 
