@@ -73,7 +73,7 @@ def tables(report: Report) -> list[Table]:
         out.insert(1, ("Enterprise by month", ["month", "energy_type", "amount", "kgce",
                                                "kgco2"],
                        [[m, e, _r(a), _r(k), _r(c)] for m, e, a, k, c in report.months]))
-    return out
+    return out + report.appendix
 
 
 def _head(report: Report) -> list[tuple[str, str]]:
@@ -155,6 +155,9 @@ def render_text(report: Report) -> str:
     lines += ["", f"Counter events: {len(report.events)}"]
     lines += [f"  {e.point} {e.kind} at {local_text(e.ts_ms, report.timezone)}: {e.previous} → "
               f"{e.current}, adds {e.amount:g} ({e.detail})" for e in report.events]
+    for title, header, rows in report.appendix:
+        lines += ["", title, "  " + " | ".join(header)]
+        lines += ["  " + " | ".join("—" if c is None else str(c) for c in row) for row in rows]
     return "\n".join(lines)
 
 

@@ -89,6 +89,10 @@ class Report:
     gaps: list[GapRange]
     events: list[CounterEvent]
     months: list[tuple[str, str, float, float, float | None]] = field(default_factory=list)
+    # Optional sections added by other modules (the annual scheme scores), rendered after the
+    # report's own tables: (title, header, rows).
+    appendix: list[tuple[str, list[str], list[list[str | float | int | None]]]] = field(
+        default_factory=list)
 
     @property
     def enterprise_rows(self) -> list[NodeRow]:

@@ -39,7 +39,11 @@ def build(store: Store, plant_dir: Path, carbon: CarbonConfig, *, month: str | N
             raise ConfigError("--month", [str(exc)], hint="Give the month as YYYY-MM.") from None
         return monthly_report(store, plant, choice, y, m, now_ms=now)
     assert year is not None
-    return annual_report(store, plant, choice, year, now_ms=now)
+    report = annual_report(store, plant, choice, year, now_ms=now)
+    from cloud_receiver.accounting.scores_cli import annual_section  # it imports this module
+
+    report.appendix += annual_section(store, plant_dir, report, year, now)
+    return report
 
 
 def output(report: Report, fmt: str, out: Path | None) -> str | None:

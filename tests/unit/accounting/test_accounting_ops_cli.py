@@ -9,7 +9,8 @@ import pytest
 from accounting_helpers import HOUR, JUNE, MINUTE, Feeder, plant_dir
 from click.testing import CliRunner
 
-from cloud_receiver.cli import output, receiver
+from cloud_receiver.cli import receiver
+from cloud_receiver.cli_ops import output
 from cloud_receiver.store import open_store
 
 OUTPUT = "date,node,shift,product,quantity,unit\n2025-06-01,line1,1,clinker,10,t\n"
