@@ -23,6 +23,24 @@ from nengtan.errors import ConfigError
 REGIMES: tuple[str, ...] = ("carbon_market", "statistical", "product_footprint")
 BASES: tuple[str, ...] = ("calorific_equivalent", "primary_equivalent")
 C_TO_CO2 = 44 / 12
+#: A metered m³ of gas (``gas_volume_std``, energy type ``natural_gas``) is at 20 °C and
+#: 101.325 kPa, the reference of Chinese gas trade metering (GB/T 19205). Factor tables quote
+#: gas per m³ at their own reference (``volume_reference_c``; the carbon guidelines' Nm³ is at
+#: 0 °C): at equal pressure a 20 °C m³ holds (273.15 + ref) / 293.15 of a reference m³.
+METERED_GAS_K = 293.15
+
+
+def to_metered_m3(entry: dict[str, object]) -> tuple[float, str]:
+    """The ratio that turns a factor per reference m³ into one per metered m³, and how to
+    say so in its source; (1, "") for entries without a gas volume reference."""
+    ref = entry.get("volume_reference_c")
+    if ref is None:
+        return 1.0, ""
+    if not isinstance(ref, int | float) or isinstance(ref, bool):
+        raise ValueError(f"volume_reference_c must be a number, not {ref!r}")
+    kelvin = 273.15 + float(ref)
+    return kelvin / METERED_GAS_K, (f" × {kelvin:g}/{METERED_GAS_K:g} (the table's m³ is at "
+                                    f"{ref:g} °C, a metered m³ at 20 °C, both 101.325 kPa)")
 
 
 @dataclass(frozen=True)
@@ -86,9 +104,10 @@ def coefficients() -> dict[str, list[Factor]]:
         unit = f"kgce/{ENERGY_TYPES[etype].unit}"
         if e["unit"] != unit:
             raise ValueError(f"gbt2589.toml: {etype} must be in {unit}, not {e['unit']}")
+        ratio, how = to_metered_m3(e)
         out.setdefault(etype, []).append(Factor(
-            f"gbt2589/{etype}", float(e["value"]), unit, str(e["source"]), str(e["status"]),
-            version, e.get("effective_from"), e.get("effective_to")))
+            f"gbt2589/{etype}", float(e["value"]) * ratio, unit, f"{e['source']}{how}",
+            str(e["status"]), version, e.get("effective_from"), e.get("effective_to")))
     coal = carbon.coal_factor()
     out["electricity"] = [Factor("gbt2589/electricity/calorific_equivalent", coal.value,
                                  coal.unit, coal.source, coal.status,
@@ -122,9 +141,11 @@ def combustion() -> dict[str, Factor]:
     for f in table["fuel"]:
         etype = str(f["energy_type"])
         gas = f["ncv_unit"] == "GJ/1e4Nm3"
-        value = fuel_co2_per_unit(float(f["ncv"]), float(f["cc"]), float(f["of"]), per_1e4_m3=gas)
+        ratio, reference = to_metered_m3(f)
+        value = ratio * fuel_co2_per_unit(float(f["ncv"]), float(f["cc"]), float(f["of"]),
+                                          per_1e4_m3=gas)
         how = (f"NCV {f['ncv']} {f['ncv_unit']} × CC {f['cc']} tC/TJ × OF {f['of']} × 44/12"
-               + (" ÷ 10⁴" if gas else ""))
+               + (" ÷ 10⁴" if gas else "") + reference)
         out[etype] = Factor(f"fuel/{etype}", value, f"kgCO2/{ENERGY_TYPES[etype].unit}",
                             f"{how}; {f['source']}", str(f["status"]), version)
     for h in table["heat"]:

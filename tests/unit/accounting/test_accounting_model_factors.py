@@ -57,8 +57,11 @@ def test_fuel_co2_golden() -> None:
     assert fuel_co2_per_unit(42.652, 20.2, 0.98, per_1e4_m3=False) == pytest.approx(
         42.652 * 20.2 * 0.98 * 44 / 12)
     assert factors.combustion()["diesel"].value == pytest.approx(3095.9, abs=0.05)
-    # natural gas: 389.31 GJ/10⁴Nm³ × 15.3 × 0.99 × 44/12 ÷ 10⁴ = 2.1622 kgCO2/m³
-    assert factors.combustion()["natural_gas"].value == pytest.approx(2.1622, abs=5e-5)
+    # natural gas: 389.31 GJ/10⁴Nm³ × 15.3 × 0.99 × 44/12 ÷ 10⁴ = 2.162188809 kgCO2 per Nm³
+    # (0 °C); a metered m³ (20 °C) holds 273.15/293.15 = 0.931775542 Nm³: 2.014674648 kgCO2/m³
+    gas = factors.combustion()["natural_gas"]
+    assert gas.value == pytest.approx(2.014674648, abs=5e-9)
+    assert "273.15/293.15" in gas.source and gas.unit == "kgCO2/m3"
     # bituminous coal for raw coal: 19.570 × 26.1 × 0.93 × 44/12 = 1741.7 kgCO2/t
     assert factors.combustion()["raw_coal"].value == pytest.approx(1741.7, abs=0.05)
 
@@ -70,7 +73,9 @@ def test_conversions_for_a_henan_statistical_report() -> None:
         0.1229, 0.5897)
     assert c["electricity"].co2 is not None
     assert c["electricity"].co2.table_version.startswith("grid_co2.toml@")
-    assert c["natural_gas"].kgce.value == 1.2143 and c["heat"].kgce.value == 34.12
+    # 1.2143 kgce per m³ at 0 °C × 273.15/293.15 = 1.131455040 kgce per metered (20 °C) m³
+    assert c["natural_gas"].kgce.value == pytest.approx(1.131455040, abs=5e-10)
+    assert c["heat"].kgce.value == 34.12
     assert c["heat"].co2 is not None and c["heat"].co2.value == 110.0  # 0.11 tCO2/GJ
     assert c["water"].co2 is None and "not an emission" in c["water"].co2_note
     # 1000 kWh → 1000 × 0.1229 = 122.9 kgce and 1000 × 0.5897 = 589.7 kgCO2

@@ -4,8 +4,10 @@ report with the GB/T 2589 and MRV factors of ``cloud_receiver/factors/*.toml``.
 
 Every expected figure is worked out in the comments from the factor tables:
 
-- natural gas (gbt2589.toml, fuels_co2.toml): 1.2143 kgce/m3; CO2 = NCV 389.31 GJ/10⁴Nm³
-  × CC 15.3 tC/TJ × OF 0.99 × 44/12 ÷ 10⁴ = 2.162188809 kgCO2/m3
+- natural gas (gbt2589.toml, fuels_co2.toml): both tables are per m³ at 0 °C, the meter counts
+  m³ at 20 °C, which hold 273.15/293.15 = 0.9317755415 of a 0 °C m³. So 1.2143 × 0.9317755415
+  = 1.1314550401 kgce/m3, and CO2 = NCV 389.31 GJ/10⁴Nm³ × CC 15.3 tC/TJ × OF 0.99 × 44/12
+  ÷ 10⁴ = 2.162188809 kgCO2/Nm³ × 0.9317755415 = 2.0146746484 kgCO2/m3
 - steam: 128.6 kgce/t; 413.93 kgCO2/t (0.11 tCO2/GJ × 3.763 GJ/t)
 - heat: 34.12 kgce/GJ; 110.0 kgCO2/GJ
 - water: 0.0857 kgce/t; no CO2 (not an emission source)
@@ -114,11 +116,11 @@ def june(store: Store, tmp_path: Path) -> Report:
 def test_gas_steam_and_heat_points_carry_tce_and_co2_per_the_factor_tables(june: Report) -> None:
     rows = {p.id: p for p in june.points}
     gas, steam, heat = rows["gas-incomer"], rows["steam-incomer"], rows["office-heat"]
-    # Gas: (57 200 − 50 000) m3 = 7200 m3; × 1.2143 = 8742.96 kgce = 8.74296 tce;
-    # × 2.162188809 = 15 567.759424800 kgCO2.
+    # Gas: (57 200 − 50 000) m3 = 7200 m3; × 1.1314550401 = 8146.4762886 kgce
+    # = 8.1464762886 tce; × 2.0146746484 = 14 505.6574685 kgCO2.
     assert (gas.unit, gas.amount) == ("m3", pytest.approx(7200.0))
-    assert gas.kgce / 1000 == pytest.approx(8.74296)
-    assert gas.kgco2 == pytest.approx(15_567.7594248)
+    assert gas.kgce / 1000 == pytest.approx(8.1464762886)
+    assert gas.kgco2 == pytest.approx(14_505.6574685)
     # Steam: (1144 − 1000) t = 144 t; × 128.6 = 18 518.4 kgce = 18.5184 tce;
     # × 413.93 = 59 605.92 kgCO2.
     assert (steam.unit, steam.amount) == ("t", pytest.approx(144.0))
@@ -148,16 +150,16 @@ def test_the_enterprise_totals_add_the_energy_types_without_mixing_units(june: R
         "natural_gas": ("m3", ("gas-incomer",)), "steam": ("t", ("steam-incomer",)),
         "heat": ("GJ", ("office-heat",)), "water": ("t", ("water-incomer",))}
     assert ent["electricity"].amount == 0  # the sample's meters have no readings here
-    # 8742.96 + 18 518.4 + 24 566.4 + 41.136 = 51 868.896 kgce
-    assert june.total_kgce == pytest.approx(51_868.896)
-    # 15 567.7594248 + 59 605.92 + 79 200 = 154 373.6794248 kgCO2 (water adds none)
-    assert june.total_kgco2 == pytest.approx(154_373.6794248)
+    # 8146.4762886 + 18 518.4 + 24 566.4 + 41.136 = 51 272.4122886 kgce
+    assert june.total_kgce == pytest.approx(51_272.4122886)
+    # 14 505.6574685 + 59 605.92 + 79 200 = 153 311.5774685 kgCO2 (water adds none)
+    assert june.total_kgco2 == pytest.approx(153_311.5774685)
 
 
 def test_every_format_renders_the_non_electric_rows(june: Report, tmp_path: Path) -> None:
     text = render.render_text(june)
-    for needle in ("1.2143 kgce/m3", "128.6 kgce/t", "34.12 kgce/GJ", "kgCO2/GJ",
-                   "gas-incomer", "steam-incomer", "office-heat"):
+    for needle in ("1.1314550400818693 kgce/m3", "× 273.15/293.15", "128.6 kgce/t",
+                   "34.12 kgce/GJ", "kgCO2/GJ", "gas-incomer", "steam-incomer", "office-heat"):
         assert needle in text, needle
     assert "gas-incomer" in render.render_csv(june)
     assert "office-heat" in render.render_html(june)
