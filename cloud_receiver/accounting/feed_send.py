@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -124,7 +125,17 @@ class HttpsJsonAdapter:
         self._token = token
         import httpx
 
-        self._client = client or httpx.Client(timeout=timeout_s, verify=ca_file or True)
+        # A platform on a private CA is trusted through that CA alone, not the system's too.
+        verify: ssl.SSLContext | bool = True
+        if ca_file:
+            try:
+                verify = ssl.create_default_context(cafile=ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(FEED_FILE, [f"At 'feed.ca_file': cannot use {ca_file} as CA "
+                                              f"certificates: {exc}"],
+                                  hint="Give the PEM file of the CA that signed the platform's "
+                                       "certificate.") from exc
+        self._client = client or httpx.Client(timeout=timeout_s, verify=verify)
 
     def close(self) -> None:
         self._client.close()

@@ -1,11 +1,14 @@
 """The feed's HTTPS + JSON adapter against a real HTTP server started here (http.server in a
-thread, plain HTTP on 127.0.0.1): what goes over the wire, retries on a failing server, giving up
-on a dead port, and `nengtan receiver feed send` end to end with its audit log."""
+thread on 127.0.0.1, plain HTTP or TLS with a certificate from a CA made by the test): what goes
+over the wire, retries on a failing server, giving up on a dead port, the platform's certificate
+checked against the configured ``ca_file``, and `nengtan receiver feed send` end to end with its
+audit log."""
 
 from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from datetime import datetime
@@ -21,6 +24,8 @@ from cloud_receiver.accounting.feed_send import AuditLog, HttpsJsonAdapter, deli
 from cloud_receiver.rollups import chain_deltas, merge
 from cloud_receiver.store import CounterPoint, open_store
 from nengtan.cli import main
+from nengtan.errors import ConfigError
+from tests.integration.uplink.uplink_helpers import Pki
 
 pytestmark = pytest.mark.integration
 TZ = ZoneInfo("Asia/Shanghai")
@@ -30,7 +35,7 @@ class Platform:
     """A stand-in platform: answers each POST with the next scripted status (200 when the
     script runs out) and keeps what it received."""
 
-    def __init__(self, statuses: list[int]) -> None:
+    def __init__(self, statuses: list[int], tls: ssl.SSLContext | None = None) -> None:
         self.statuses = statuses
         self.received: list[tuple[dict[str, str], bytes]] = []
         platform = self
@@ -51,7 +56,10 @@ class Platform:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/upload"
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}/upload"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -129,6 +137,53 @@ def test_a_dead_port_fails_after_the_retries(tmp_path: Path) -> None:
         adapter.close()
     assert (d.outcome, d.attempts, d.status) == ("failed", 3, None)
     assert "ConnectError" in d.detail
+
+
+@pytest.fixture
+def tls_platform(tmp_path: Path) -> Iterator[tuple[Platform, Path]]:
+    """An HTTPS platform whose certificate (for 127.0.0.1) a CA of this test signed; and that
+    CA's certificate file, which the system trust store does not know."""
+    pki = Pki(tmp_path / "pki")
+    leaf = pki.issue("platform", "platform.test", server=True, names=("127.0.0.1",))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(leaf.cert, leaf.key)
+    p = Platform([], tls=context)
+    yield p, pki.ca_file
+    p.close()
+
+
+def test_over_https_the_platform_is_trusted_through_the_configured_ca_file(
+        tls_platform: tuple[Platform, Path], tmp_path: Path) -> None:
+    platform, ca_file = tls_platform
+    adapter = HttpsJsonAdapter(platform.url, timeout_s=5, ca_file=str(ca_file))
+    try:
+        d = deliver(adapter, _msg(), AuditLog(tmp_path / "a.jsonl"), sleep=lambda s: None)
+    finally:
+        adapter.close()
+    assert (d.outcome, d.status, d.attempts) == ("accepted", 200, 1)
+    assert [body for _, body in platform.received] == [_msg().payload]
+
+
+def test_over_https_a_certificate_the_ca_file_does_not_vouch_for_is_never_sent_to(
+        tls_platform: tuple[Platform, Path], tmp_path: Path) -> None:
+    platform, _ = tls_platform
+    stranger = Pki(tmp_path / "other-pki", name="Another CA").ca_file
+    for ca_file in (None, str(stranger)):  # the system's trust store, then the wrong CA
+        adapter = HttpsJsonAdapter(platform.url, timeout_s=5, ca_file=ca_file)
+        try:
+            d = deliver(adapter, _msg(), AuditLog(tmp_path / "a.jsonl"), retries=1,
+                        backoff_s=0.0, sleep=lambda s: None)
+        finally:
+            adapter.close()
+        assert (d.outcome, d.status, d.attempts) == ("failed", None, 2), ca_file
+        assert "CERTIFICATE_VERIFY_FAILED" in d.detail, d.detail
+    assert platform.received == []  # not one byte of the body went to an unverified server
+
+
+def test_a_ca_file_that_is_not_there_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        HttpsJsonAdapter("https://127.0.0.1:9/upload", ca_file=str(tmp_path / "missing.pem"))
+    assert "At 'feed.ca_file'" in str(info.value) and "missing.pem" in str(info.value)
 
 
 def _local_ms(text: str) -> int:
