@@ -270,6 +270,11 @@ def test_a_blackholed_link_is_noticed_within_one_and_a_half_keepalives_and_nothi
             loop.until(lambda: len(loop.accepted) == len(expected), "every PUBACK", timeout=15)
     finally:
         loop.uplink.close()
+        # The broker forwards the last state to the observer after close() returns: give it
+        # that moment before hanging up, or the assertion below races the delivery.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (states and states[-1].get("reason") == "stopped"):
+            time.sleep(0.02)
         observer.disconnect()
         observer.loop_stop()
 
