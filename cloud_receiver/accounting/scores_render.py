@@ -8,6 +8,7 @@ import csv
 import html
 import io
 import json
+from pathlib import Path
 
 from cloud_receiver.accounting.schemes import fmt
 from cloud_receiver.accounting.scores import ItemScore, ScoreSheet
@@ -49,7 +50,8 @@ def render_json(sheet: ScoreSheet, scheme: str | None = None) -> str:
 
 def render_text(sheet: ScoreSheet, scheme: str | None = None) -> str:
     lines = [f"Scheme scores {sheet.year}  rules {sheet.rules_version} ({sheet.rules_origin})",
-             f"entered inputs: {sheet.inputs_file}"]
+             f"entered inputs: {sheet.inputs_file}"
+             + ("" if Path(sheet.inputs_file).is_file() else " (not there: nothing entered)")]
     lines += [f"warning: {w}" for w in sheet.warnings]
     for i in sheet.of(scheme):
         s = i.score
