@@ -47,6 +47,14 @@ SCHEMA: dict[str, Any] = {
             # its own fixed client_id. A ShareName may not contain "/", "+" or "#" (MQTT 5 4.8.2).
             "share_group": {"type": "string", "minLength": 1, "maxLength": 64,
                             "pattern": "^[^/+#]+$"},
+            # Broker login and TLS, as the agent's [outputs.mqtt] has them. Which keys need
+            # which others is checked in parse_config, to say so in words.
+            "username": {"type": "string", "minLength": 1},
+            "password_file": {"type": "string", "minLength": 1},  # never the password itself
+            "tls": {"type": "boolean", "default": False},
+            "ca_file": {"type": "string", "minLength": 1},
+            "cert_file": {"type": "string", "minLength": 1},
+            "key_file": {"type": "string", "minLength": 1},
         }),
         # Exactly one of them (checked in parse_config, to name both keys in one message).
         "storage": _section({"path": {"type": "string", "minLength": 1},
@@ -79,6 +87,12 @@ class MqttConfig:
     keepalive_s: int
     session_expiry_s: int
     share_group: str | None = None  # None: a plain (not shared) subscription
+    username: str | None = None
+    password_file: Path | None = None  # read when a client is made (service start)
+    tls: bool = False  # always verified: TLS >= 1.2, the broker's chain and host name
+    ca_file: Path | None = None  # None: the system's CAs
+    cert_file: Path | None = None  # client certificate (PEM) for mutual TLS
+    key_file: Path | None = None  # its private key (PEM)
 
 
 @dataclass(frozen=True)
@@ -156,6 +170,24 @@ def _semantic_problems(carbon: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _mqtt_problems(mqtt: Mapping[str, Any]) -> list[str]:
+    """The [mqtt] keys that only make sense together."""
+    problems = []
+    for key, other in (("cert_file", "key_file"), ("key_file", "cert_file")):
+        if key in mqtt and other not in mqtt:
+            problems.append(f"At 'mqtt.{other}': required key is missing ({key} is set; "
+                            "mutual TLS takes both)")
+    tls_only = [k for k in ("ca_file", "cert_file", "key_file") if k in mqtt]
+    # A mistyped tls is the schema's to report; this would only repeat it.
+    if tls_only and mqtt.get("tls", False) is False:
+        problems.append(f"At 'mqtt.tls': must be true when {', '.join(tls_only)} "
+                        f"{'is' if len(tls_only) == 1 else 'are'} set (used only over TLS)")
+    if "password_file" in mqtt and "username" not in mqtt:
+        problems.append("At 'mqtt.username': required key is missing (password_file is set; "
+                        "the broker takes a password only with a user name)")
+    return problems
+
+
 def parse_config(data: Mapping[str, Any], source: str = "<config>",
                  base_dir: Path | None = None) -> ReceiverConfig:
     """Validate parsed TOML; raise ConfigError with every problem. Relative paths are taken
@@ -165,6 +197,8 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>",
     carbon_is_typed = not any(list(e.absolute_path)[:1] == ["carbon"] for e in errors)
     if carbon_is_typed and isinstance(data.get("carbon", {}), dict):
         problems += _semantic_problems(_filled("carbon", data))
+    if isinstance(data.get("mqtt"), dict):
+        problems += _mqtt_problems(data["mqtt"])
     storage = data.get("storage")
     if isinstance(storage, dict) and len({"path", "url"} & storage.keys()) != 1:
         problems.append("At 'storage': set exactly one of path (a SQLite file) or url "
@@ -182,7 +216,9 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>",
     return ReceiverConfig(
         mqtt=MqttConfig(mq["host"], mq["port"], mq["protocol"], mq["topic_prefix"].rstrip("/"),
                         mq["client_id"], mq["keepalive_s"], mq["session_expiry_s"],
-                        mq["share_group"]),
+                        mq["share_group"], mq["username"], _under(base, mq["password_file"]),
+                        mq["tls"], _under(base, mq["ca_file"]), _under(base, mq["cert_file"]),
+                        _under(base, mq["key_file"])),
         storage_path=storage_path,
         storage_url=data["storage"].get("url"),
         files_dir=base if storage_path is None else storage_path.parent,
@@ -191,6 +227,10 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>",
                             carbon["timezone"]),
         alerts=alerts,
     )
+
+
+def _under(base: Path, value: str | None) -> Path | None:
+    return None if value is None else base / value
 
 
 def load_config(path: Path | str) -> ReceiverConfig:

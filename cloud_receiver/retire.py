@@ -35,6 +35,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from cloud_receiver.broker_auth import secure
 from cloud_receiver.config import MqttConfig, ReceiverConfig
 from cloud_receiver.ingest import Ingestor, Outcome
 from cloud_receiver.registry import Registry
@@ -180,6 +181,7 @@ def session_present(config: MqttConfig, *, clean: bool) -> bool:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id,
                          protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
                          clean_session=None if v5 else clean)
+    secure(client, config)
     client.on_connect = on_connect
     if v5:
         client.connect_async(config.host, config.port, config.keepalive_s, clean_start=clean)

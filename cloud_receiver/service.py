@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cloud_receiver.alert_runner import start_alert_runner
+from cloud_receiver.broker_auth import secure
 from cloud_receiver.config import MqttConfig, ReceiverConfig
 from cloud_receiver.ingest import Ingestor, topic_filters
 from cloud_receiver.registry import Registry
@@ -111,7 +113,10 @@ class Subscriber:
             self._ready.set()
 
     def on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        log.warning("cannot reach the broker; retrying")
+        # paho calls this from its `except OSError`, so the exception being handled is the
+        # cause: refused, unreachable, or a broker certificate that does not verify.
+        cause = sys.exc_info()[1]
+        log.warning("cannot reach the broker%s; retrying", f" ({cause})" if cause else "")
 
     def on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
                       reason_code: ReasonCode, properties: Properties | None) -> None:
@@ -157,6 +162,7 @@ def _client(config: MqttConfig, subscriber: Subscriber) -> mqtt.Client:
     except ValueError as exc:
         raise ConfigError("[mqtt]", [f"At 'mqtt': {exc}"]) from exc
     client.enable_logger(_PAHO_LOG)
+    secure(client, config)  # reads the password, CA, certificate and key files
     client.reconnect_delay_set(*RECONNECT_DELAY_S)
     client.on_connect = subscriber.on_connect
     client.on_subscribe = subscriber.on_subscribe

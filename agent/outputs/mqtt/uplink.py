@@ -49,6 +49,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from agent.buffer import Sealed
 from agent.health import offline_payload, online_payload
 from agent.outputs.mqtt.config import MqttConfig
+from nengtan.tls import broker_tls_context
 
 log = logging.getLogger(__name__)
 
@@ -74,40 +75,11 @@ def paho_keepalive(keepalive_s: int) -> int:
     return max(1, keepalive_s // 2)
 
 
-class _ClosingSSLSocket(ssl.SSLSocket):
-    """paho leaves the socket of a failed TLS handshake to the garbage collector (one open file
-    per attempt until then); this one closes itself instead."""
-
-    def do_handshake(self, block: bool = False) -> None:
-        try:
-            super().do_handshake(block)
-        except BaseException:
-            self.close()
-            raise
-
-
 def tls_context(config: MqttConfig) -> ssl.SSLContext:
-    """TLS 1.2 or newer; the broker's certificate chain and host name are always verified.
-
-    Built here rather than by paho's ``tls_set`` so that the minimum version is ours, not
-    whatever the system OpenSSL configuration allows. Reads the CA, certificate and key files;
-    an OSError names the file that could not be used.
-    """
-    ca = str(config.ca_file) if config.ca_file else None
-    try:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
-    except OSError as exc:
-        raise OSError(f"cannot use ca_file {ca}: {exc}") from exc
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.sslsocket_class = _ClosingSSLSocket
-    if config.cert_file is not None:
-        try:
-            context.load_cert_chain(str(config.cert_file),
-                                    str(config.key_file) if config.key_file else None)
-        except OSError as exc:
-            raise OSError(f"cannot use cert_file {config.cert_file} with key_file "
-                          f"{config.key_file}: {exc}") from exc
-    return context
+    """TLS 1.2 or newer; the broker's certificate chain and host name are always verified
+    (``nengtan.tls``, shared with the receiver). Reads the CA, certificate and key files; an
+    OSError names the file that could not be used."""
+    return broker_tls_context(config.ca_file, config.cert_file, config.key_file)
 
 
 @dataclass
