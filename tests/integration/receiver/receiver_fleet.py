@@ -339,8 +339,8 @@ class ReceiverProcess:
 
 
 def write_config(path: Path, *, port: int, client_id: str, storage: Storage,
-                 registry: Path, share_group: str | None = None) -> Path:
-    mqtt_section: dict[str, Any] = {"host": "127.0.0.1", "port": port, "protocol": "5",
+                 registry: Path, share_group: str | None = None, protocol: str = "5") -> Path:
+    mqtt_section: dict[str, Any] = {"host": "127.0.0.1", "port": port, "protocol": protocol,
                                     "client_id": client_id, "keepalive_s": 10}
     if share_group is not None:
         mqtt_section["share_group"] = share_group

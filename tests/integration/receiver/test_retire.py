@@ -110,6 +110,39 @@ def test_a_dead_members_queued_share_is_drained_and_then_it_gets_nothing(
     assert mismatches == [], mismatches[:10]
 
 
+def test_on_mqtt_3_1_1_the_queued_share_is_drained_and_the_session_ended(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """3.1.1 has no session expiry to set on DISCONNECT: retire ends the session by connecting
+    once more with a clean session. A member stopped normally (its session kept) gets its
+    share queued; retire stores it, and the broker then keeps nothing for that client id."""
+    with storage_for("sqlite", tmp_path) as storage:
+        plant = build_plant(Random(5), gateways=2, meters=1, cycles=60, cycles_per_envelope=1)
+        mq = broker(tmp_path, monkeypatch)
+        write_registry(tmp_path / "gateways", plant)
+        member = ReceiverProcess("old", write_config(
+            tmp_path / "receiver-old.toml", port=mq.port, storage=storage,
+            client_id="nengtan-receiver-old", share_group=GROUP, protocol="3.1.1",
+            registry=tmp_path / "gateways"), tmp_path)
+        try:
+            with reaped([member]):
+                member.start()
+                member.wait_subscribed()
+                assert member.stop() == 0  # a clean stop keeps a 3.1.1 persistent session
+                Publisher(mq.port, plant.messages, duration_s=0.5).start().wait()
+                assert stored_envelopes(storage) == 0  # all of it waits in the session
+                result = retire(member.config)
+                mqtt_config = load_config(member.config).mqtt
+                # Asking with clean_session=False would start a session of its own; a 3.1.1
+                # broker answers "present" only if one survived, so ask, then clear it again.
+                assert session_present(mqtt_config, clean=False) is False
+                session_present(mqtt_config, clean=True)
+        finally:
+            mq.stop()
+        assert result["session_present"] is True
+        assert result["messages"] == len(plant.messages)
+        assert stored_envelopes(storage) == len(plant.messages)
+
+
 def test_retiring_a_client_id_the_broker_never_saw_ends_cleanly(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with storage_for("sqlite", tmp_path) as storage:
