@@ -75,6 +75,21 @@ def paho_keepalive(keepalive_s: int) -> int:
     return max(1, keepalive_s // 2)
 
 
+def _network_thread_writes(client: mqtt.Client, userdata: object, sock: object) -> None:
+    """Registered so that only the network thread writes to the socket.
+
+    paho writes a queued packet at once from the publishing thread unless it runs its own
+    loop thread (``loop_start``) or has this callback. Our network thread runs the loop itself,
+    so without it the agent loop and the network thread both wrote: a PUBLISH could be
+    overtaken by the DISCONNECT of a clean stop (the "stopped" state lost, or the Will sent
+    after it; tests/integration/uplink/test_uplink_health.py caught it about one run in ten),
+    and a partial write under backpressure could interleave two packets. With it,
+    ``publish`` and ``disconnect`` only queue and wake the loop's select through paho's socket
+    pair, which ``Client.loop`` creates (``loop_forever`` does not: a queued packet then
+    waited for the select's timeout, and a DISCONNECTING client past its keepalive was closed
+    before it was written)."""
+
+
 def tls_context(config: MqttConfig) -> ssl.SSLContext:
     """TLS 1.2 or newer; the broker's certificate chain and host name are always verified
     (``nengtan.tls``, shared with the receiver). Reads the CA, certificate and key files; an
@@ -161,6 +176,7 @@ class MqttUplink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_socket_register_write = _network_thread_writes
         return client
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object,
@@ -203,7 +219,13 @@ class MqttUplink:
         """The connection's network thread: connect, then read and write until the link ends."""
         error = None
         try:
-            client.loop_forever(retry_first_connection=False)
+            # What loop_forever(retry_first_connection=False) does with reconnect_on_failure
+            # off, but through the public ``loop``, which also makes paho's wake-up socket
+            # pair: with ``_network_thread_writes`` registered, a publish from the agent loop
+            # only queues and wakes this select, so only this thread writes (see there).
+            client.reconnect()
+            while client.loop(timeout=1.0) == mqtt.MQTT_ERR_SUCCESS:
+                pass
         except Exception as exc:  # the TCP connect or TLS handshake failed (OSError), or worse
             error = f"cannot connect to {self.config.host}:{self.config.port}: {exc}"
             if client is self._client:
