@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from cloud_receiver.accounting.factors import BASES, REGIMES
 from cloud_receiver.accounting._changelog import CHANGES_FILE, read_changes
 from cloud_receiver.accounting.model import (
     ENERGY_TYPES,
@@ -293,6 +294,48 @@ def _aware(_ctx: click.Context, _param: click.Parameter, value: str) -> datetime
         raise click.BadParameter("give a UTC offset (e.g. 2025-06-15T10:05:00+08:00): a local "
                                  "time without one is ambiguous")
     return at
+
+
+@plant.command(name="set-accounting")
+@_PLANT
+@_JSON
+@click.option("--regime", type=click.Choice(REGIMES), default=None,
+              help="Which grid CO2 factors reports use (never mixed in one report).")
+@click.option("--region", default=None, help="Grid region of the factor, e.g. henan.")
+@click.option("--year", type=int, default=None, help="Data year of the grid factor and 等价值.")
+@click.option("--electricity-basis", type=click.Choice(BASES), default=None,
+              help="Electricity to standard coal: 当量值 (calorific) or 等价值 (primary).")
+@handle_errors
+def set_accounting_command(plant_dir: Path, as_json: bool, regime: str | None,
+                           region: str | None, year: int | None,
+                           electricity_basis: str | None) -> None:
+    """Set the factors reports use unless their command line says otherwise ([accounting] of
+    plant.toml). Warns when no grid factor is published for the regime, region and year.
+
+    \b
+    Example:
+        nengtan receiver plant set-accounting --plant plant/ --regime statistical \\
+            --region henan --year 2023
+    """
+    changes = {k: v for k, v in (("regime", regime), ("region", region), ("year", year),
+                                 ("electricity_basis", electricity_basis)) if v is not None}
+    if not changes:
+        raise click.UsageError("nothing to change: give --regime, --region, --year or "
+                               "--electricity-basis")
+    from dataclasses import replace
+
+    from cloud_receiver.accounting import plant_edit as pe
+    from cloud_receiver.accounting.factors import grid_factor
+    from cloud_receiver.accounting.model import load_plant
+
+    result = pe.set_accounting(plant_dir, changes)
+    chosen = load_plant(plant_dir).accounting
+    if chosen is not None:
+        found = grid_factor(chosen.regime, chosen.region, chosen.year)
+        if isinstance(found, str):
+            result = replace(result, notes=(*result.notes, f"reports will have no grid CO2 "
+                                            f"factor: {found}"))
+    _echo_result(result, as_json)
 
 
 @plant.command(name="add-replacement")

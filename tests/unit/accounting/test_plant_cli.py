@@ -144,3 +144,20 @@ def test_log_skips_a_torn_line_and_warns(plant: Path) -> None:
     result = run(plant, "log")
     assert result.exit_code == 0 and "add-node" in result.stdout
     assert "unreadable line(s) 2 of changes.log skipped" in result.stderr
+
+
+def test_set_accounting_changes_the_factors_reports_use_and_warns_when_none_is_published(
+        plant: Path) -> None:
+    result = run(plant, "set-accounting", "--region", "shanghai")
+    assert result.exit_code == 0, result.output
+    assert 'region: "henan" -> "shanghai"' in result.output
+    # The sample's regime and year stay: statistical/shanghai/2023 is not in grid_co2.toml.
+    assert "no grid CO2 factor for statistical/shanghai/2023" in result.output
+    assert load_plant(plant).accounting is not None
+    assert load_plant(plant).accounting.region == "shanghai"  # type: ignore[union-attr]
+    back = run(plant, "set-accounting", "--region", "henan", "--json")
+    assert json.loads(back.output)["notes"] == []  # statistical/henan/2023 is published
+    again = run(plant, "set-accounting", "--region", "henan", "--json")
+    assert json.loads(again.output)["status"] == "unchanged"
+    refused = run(plant, "set-accounting", "--regime", "market")
+    assert refused.exit_code == 2 and "market" in refused.output  # not one of the regimes
