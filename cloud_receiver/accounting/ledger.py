@@ -60,13 +60,18 @@ class Entry:
     vintage: int | None
     retired_on: date | None
     detail: Mapping[str, Any]
+    voided_on: date | None = None  # set when a wrong entry was voided; it is then not counted
+    void_reason: str = ""
 
 
 @dataclass(frozen=True)
 class Ledger:
     source: str
     baselines: tuple[Baseline, ...]  # the original first, then recalculations in date order
-    entries: tuple[Entry, ...]
+    entries: tuple[Entry, ...]  # the entries that count
+    #: Entries voided as wrong: kept in the file for the audit trail, counted nowhere, and
+    #: their serial ranges free for the corrected entry.
+    voided: tuple[Entry, ...] = ()
 
     def baseline_on(self, day: date) -> Baseline | None:
         """The baseline as it stood on ``day``: the last recalculation recorded by then."""
@@ -144,12 +149,19 @@ def _entry(section: str, i: int, raw: Any, problems: list[str]) -> Entry | None:
         if kind not in OFFSET_KINDS:
             problems.append(f"At '{where}.kind': {raw.get('kind')!r} is not one of "
                             f"{', '.join(sorted(OFFSET_KINDS))}")
+    voided_on, void_reason = raw.get("voided_on"), raw.get("void_reason", "")
+    if voided_on is not None and (not isinstance(voided_on, date)
+                                  or not isinstance(void_reason, str) or not void_reason):
+        problems.append(f"At '{where}.voided_on': a voided entry needs voided_on (a date) and a"
+                        " void_reason")
+    elif "void_reason" in raw and voided_on is None:
+        problems.append(f"At '{where}.void_reason': without voided_on")
     if len(problems) != before:
         return None
     known = {"id", "for_year", amount_key, "registry", "serial_first", "serial_last", "vintage",
-             "retired_on", "kind"}
+             "retired_on", "kind", "voided_on", "void_reason"}
     return Entry(section, eid, year, dec(amount), kind, registry, first, last, vintage, retired,
-                 {k: v for k, v in raw.items() if k not in known})
+                 {k: v for k, v in raw.items() if k not in known}, voided_on, str(void_reason))
 
 
 def _baselines(raw: Any, problems: list[str]) -> tuple[Baseline, ...]:
@@ -205,7 +217,7 @@ def parse_ledger(doc: Mapping[str, Any], source: str) -> Ledger:
             problems.append(f"At '{e.section}' id {e.id!r}: already used in {ids[e.id]}")
         ids[e.id] = e.section
         span = _serial_span(e.serial_first or "", e.serial_last or "")
-        if span is None:
+        if span is None or e.voided_on is not None:
             continue
         for registry, prefix, lo, hi, other in spans:
             if registry == e.registry and prefix == span[0] and lo <= span[2] and span[1] <= hi:
@@ -214,7 +226,8 @@ def parse_ledger(doc: Mapping[str, Any], source: str) -> Ledger:
         spans.append((e.registry, span[0], span[1], span[2], e.id))
     if problems:
         raise ConfigError(source, problems, hint=_HINT)
-    return Ledger(source, baselines, tuple(entries))
+    return Ledger(source, baselines, tuple(e for e in entries if e.voided_on is None),
+                  tuple(e for e in entries if e.voided_on is not None))
 
 
 def load_ledger(plant_dir: Path) -> Ledger:
@@ -255,6 +268,34 @@ def add_entry(plant_dir: Path, section: str, entry: Mapping[str, Any]) -> Ledger
     if section not in SECTIONS:
         raise ValueError(f"unknown ledger section {section!r} (one of {', '.join(SECTIONS)})")
     return _rewrite(plant_dir, lambda doc: doc.setdefault(section, []).append(dict(entry)))
+
+
+def void_entry(plant_dir: Path, entry_id: str, voided_on: date, reason: str) -> Ledger:
+    """Void a wrong entry: it stays in ``ledger.toml`` with the date and reason, is counted
+    nowhere, and frees its serial range for the corrected entry. Voiding it again with the
+    same date and reason changes nothing; an entry is never un-voided or deleted."""
+    path = plant_dir / LEDGER_FILE
+    if not reason.strip():
+        raise ConfigError(str(path), [f"At 'void_reason' of {entry_id!r}: give the reason"],
+                          hint=_HINT)
+
+    def change(doc: dict[str, Any]) -> None:
+        for section in SECTIONS:
+            rows = doc.get(section, [])
+            for i, row in enumerate(rows if isinstance(rows, list) else []):
+                if not isinstance(row, dict) or row.get("id") != entry_id:
+                    continue
+                if "voided_on" in row and (row["voided_on"], row.get("void_reason")) != (
+                        voided_on, reason):
+                    raise ConfigError(str(path), [
+                        f"At '{section}[{i}].voided_on': {entry_id!r} was voided on "
+                        f"{row['voided_on']} ({row.get('void_reason')}); a void is final"],
+                        hint=_HINT)
+                row["voided_on"], row["void_reason"] = voided_on, reason
+                return
+        raise ConfigError(str(path), [f"no ledger entry with id {entry_id!r}"], hint=_HINT)
+
+    return _rewrite(plant_dir, change)
 
 
 def record_recalculation(plant_dir: Path, recorded_on: date, emissions_t: float, reason: str,

@@ -1,4 +1,4 @@
-"""``nengtan receiver ledger list|add|baseline|recalculate``: the carbon ledger (ledger.toml).
+"""``nengtan receiver ledger list|add|void|baseline|recalculate``: the carbon ledger (ledger.toml).
 
 Thin over ``accounting.ledger``. The entry id is what makes ``add`` safe to re-run: the same id
 with the same values changes nothing; the same id with other values is refused, and so is a
@@ -26,6 +26,7 @@ from cloud_receiver.accounting.ledger import (
     add_entry,
     load_ledger,
     record_recalculation,
+    void_entry,
 )
 from cloud_receiver.accounting.schemes import fmt
 from nengtan.clikit import CONTEXT_SETTINGS, emit_json, handle_errors
@@ -104,6 +105,10 @@ def list_command(plant_dir: Path, as_json: bool, year: int | None) -> None:
                          "serial_last": e.serial_last, "vintage": e.vintage,
                          "retired_on": _plain(e.retired_on),
                          "detail": {k: _plain(v) for k, v in e.detail.items()}} for e in entries],
+            "voided": [{"section": e.section, "id": e.id, "for_year": e.for_year,
+                        "amount": fmt(e.amount), "voided_on": _plain(e.voided_on),
+                        "reason": e.void_reason} for e in led.voided
+                       if year is None or e.for_year == year],
             "totals": totals})
         return
     click.echo(led.source)
@@ -120,6 +125,10 @@ def list_command(plant_dir: Path, as_json: bool, year: int | None) -> None:
         detail = "".join(f" {k}={_plain(v)}" for k, v in e.detail.items())
         click.echo(f"  {e.section:<17} {e.id:<16} for {e.for_year}  {fmt(e.amount):>10} {unit:<4}"
                    f" {e.kind if e.section == 'offset' else ''} {e.registry}{serials}{extra}{detail}")
+    for e in led.voided:
+        if year is None or e.for_year == year:
+            click.echo(f"  voided {e.voided_on}: {e.section} {e.id} for {e.for_year}, "
+                       f"{fmt(e.amount)} ({e.void_reason}); not counted")
     for y, t in totals.items():
         click.echo(f"  total {y}: {t['green_mwh']} MWh 绿电/绿证 claimed, {t['offsets_tco2']} tCO2"
                    " offsets (the scores cap green electricity at the electricity used)")
@@ -248,7 +257,38 @@ def _done(plant_dir: Path, as_json: bool, outcome: str, what: dict[str, Any]) ->
         return
     label = what.get("id") or f"baseline {what.get('year') or what.get('recorded_on')}"
     click.echo(f"{label}: {outcome} in {led.source}"
-               + ("" if outcome == "added" else " (already recorded with the same values)"))
+               + ("" if outcome in ("added", "voided")
+                  else " (already recorded with the same values)"))
+
+
+@ledger.command(name="void")
+@_PLANT
+@_JSON
+@click.argument("entry_id")
+@click.option("--reason", required=True, help="Why the entry is wrong; kept with it.")
+@click.option("--on", "voided_on", type=_DAY, default=None, help="The day of the void (today).")
+@handle_errors
+def void_command(plant_dir: Path, as_json: bool, entry_id: str, reason: str,
+                 voided_on: datetime | None) -> None:
+    """Void a wrong entry. It stays in ledger.toml with the day and the reason, is counted
+    nowhere, and its serial range is free for the corrected entry (added under a new id). A
+    void is final; voiding again with the same reason changes nothing.
+
+    \b
+    Example:
+        nengtan receiver ledger void GEC-2025-02 --plant plant/ \\
+            --reason "entered twice: GEC-2025-01 holds these certificates"
+    """
+    already = next((e for e in load_ledger(plant_dir).voided if e.id == entry_id), None)
+    if already is not None and already.void_reason == reason and (
+            voided_on is None or voided_on.date() == already.voided_on):
+        _done(plant_dir, as_json, "unchanged", {"id": entry_id, "voided_on": _plain(
+            already.voided_on), "reason": reason})
+        return
+    day = (voided_on or datetime.now()).date()
+    void_entry(plant_dir, entry_id, day, reason)
+    _done(plant_dir, as_json, "voided", {"id": entry_id, "voided_on": day.isoformat(),
+                                         "reason": reason})
 
 
 @ledger.command(name="baseline")

@@ -154,3 +154,35 @@ def test_baseline_and_recalculations(tmp_path: Path) -> None:
     listed = run(tmp_path, "list").output
     assert "baseline 2021: 12000 tCO2, output 40000 (original)" in listed
     assert "recalculated 2025-03-01: line 3 closed" in listed
+
+
+def test_a_voided_entry_is_kept_counted_nowhere_and_frees_its_serials(tmp_path: Path) -> None:
+    assert add(tmp_path, CERT).exit_code == 0
+    assert add(tmp_path, GREEN).exit_code == 0
+    # Before: 200 certificates + 300.5 MWh green electricity = 500.5 MWh claimed for 2025;
+    # used 1000 MWh, so all of it counts: 500.5 MWh × 0.5 tCO2/MWh = 250.25 t.
+    assert deductions(load_ledger(tmp_path), 2025, 1_000_000, 0.5).green_t == 250.25
+    voided = run(tmp_path, "void", "GEC-2025-A", "--reason", "wrong registry", "--on",
+                 "2026-02-01", "--json")
+    assert voided.exit_code == 0, voided.output
+    assert json.loads(voided.output)["outcome"] == "voided"
+    led = load_ledger(tmp_path)
+    assert [e.id for e in led.entries] == ["GE-2025-Q1"]
+    assert [(e.id, e.voided_on, e.void_reason) for e in led.voided] == [
+        ("GEC-2025-A", date(2026, 2, 1), "wrong registry")]
+    # After: only the 300.5 MWh of green electricity: 300.5 × 0.5 = 150.25 t.
+    assert deductions(led, 2025, 1_000_000, 0.5).green_t == 150.25
+    # Voiding again with the same reason changes nothing; another reason is refused.
+    again = run(tmp_path, "void", "GEC-2025-A", "--reason", "wrong registry", "--json")
+    assert json.loads(again.output)["outcome"] == "unchanged"
+    before = (tmp_path / "ledger.toml").read_bytes()
+    other = run(tmp_path, "void", "GEC-2025-A", "--reason", "another", "--on", "2026-03-01")
+    assert other.exit_code == 2 and "a void is final" in other.output
+    assert (tmp_path / "ledger.toml").read_bytes() == before
+    # The corrected entry takes the same serial range under a new id.
+    fixed = [("GEC-2025-B" if a == "GEC-2025-A" else a) for a in CERT]
+    assert add(tmp_path, fixed).exit_code == 0
+    listed = json.loads(run(tmp_path, "list", "--json").output)
+    assert [e["id"] for e in listed["entries"]] == ["GE-2025-Q1", "GEC-2025-B"]
+    assert listed["voided"][0]["reason"] == "wrong registry"
+    assert run(tmp_path, "void", "NOPE", "--reason", "x").exit_code == 2
