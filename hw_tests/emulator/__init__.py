@@ -9,18 +9,20 @@ Example::
 """
 
 from hw_tests.emulator.bus import BusFaults, Faults, PtyBus, UnitStats
-from hw_tests.emulator.plant import EmulatedMeter, EnergyTruth, scaled_clock
-from hw_tests.emulator.rig import start_bus, truth_document, write_truth
+from hw_tests.emulator.plant import CounterTruth, EmulatedMeter, EnergyTruth, scaled_clock
+from hw_tests.emulator.rig import counter_truth, start_bus, truth_document, write_truth
 from hw_tests.emulator.rtu import RtuError
 
 __all__ = [
     "BusFaults",
+    "CounterTruth",
     "EmulatedMeter",
     "EnergyTruth",
     "Faults",
     "PtyBus",
     "RtuError",
     "UnitStats",
+    "counter_truth",
     "scaled_clock",
     "start_bus",
     "truth_document",

@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--speedup", type=float, default=1.0,
                    help="emulated seconds per real second (energy accumulates that much faster)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--truth", help="JSON file of the energy values served, kept current")
+    p.add_argument("--truth", help="JSON file of the counter values served, kept current")
     return p
 
 

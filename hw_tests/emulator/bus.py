@@ -150,7 +150,7 @@ class PtyBus:
                 raise ValueError(f"two meters with unit {meter.unit}")
             self.meters[meter.unit] = meter
         self.stats = {unit: UnitStats() for unit in self.meters}
-        self.served_version = 0  # bumped when an energy value reached the wire intact
+        self.served_version = 0  # bumped when a counter value reached the wire intact
         self.rogue_frames = 0  # frames a second master put on the line
         self._faults = {unit: Faults() for unit in self.meters}
         self._bus_faults = BusFaults()
@@ -326,33 +326,34 @@ class PtyBus:
         if faults.silent:
             stats.dropped += 1
             return
-        response, energy = self._answer(meter, request, faults)
+        response, counters = self._answer(meter, request, faults)
         if response[1] & 0x80:
             stats.exceptions += 1
         sent = faults.mangle(response, self._rng)
         start = (request_end + max(meter.turnaround_ms / 1000, t.silence_s)
                  + faults.delay_ms / 1000)
         if not sent.startswith(response):
-            energy = None  # cut, re-addressed or behind noise: no receiver can count on it
+            counters = {}  # cut, re-addressed or behind noise: no receiver can count on it
         if faults.delay_ms:
-            self._answer_late(meter, energy, sent, start)
+            self._answer_late(meter, counters, sent, start)
             return
         out = self._transmit(sent, start)
         if out is not None:
-            self._answered(meter, energy, intact=out == sent)
+            self._answered(meter, counters, intact=out == sent)
 
-    def _answered(self, meter: EmulatedMeter, energy: float | None, *, intact: bool) -> None:
-        """Count an answer that went out; ``energy`` is what it carried if it left whole and
+    def _answered(self, meter: EmulatedMeter, counters: dict[str, float], *,
+                  intact: bool) -> None:
+        """Count an answer that went out; ``counters`` are what it carried if it left whole and
         first (trailing noise, which a receiver hunting for frames ignores, aside)."""
         stats = self.stats[meter.unit]
         stats.responses += 1
         if not intact:
             stats.collisions += 1  # another talker garbled it
-        elif energy is not None:
-            meter.record_served(energy)
+        elif counters:
+            meter.record_counters(counters)
             self.served_version += 1
 
-    def _answer_late(self, meter: EmulatedMeter, energy: float | None, sent: bytes,
+    def _answer_late(self, meter: EmulatedMeter, counters: dict[str, float], sent: bytes,
                      start: float) -> None:
         """Send a delayed answer from its own thread, as another talker: meanwhile the line
         serves other requests, and where the two overlap both are garbled."""
@@ -363,7 +364,7 @@ class PtyBus:
         def talk() -> None:
             intact = self._talk(sent, start)
             if intact is not None:
-                self._answered(meter, energy, intact=intact)
+                self._answered(meter, counters, intact=intact)
 
         self._talkers = [t for t in self._talkers if t.is_alive()]
         talker = threading.Thread(target=talk, name=f"late answer {meter.unit}", daemon=True)
@@ -372,7 +373,7 @@ class PtyBus:
 
     @staticmethod
     def _answer(meter: EmulatedMeter, request: rtu.Request,
-                faults: Faults) -> tuple[bytes, float | None]:
+                faults: Faults) -> tuple[bytes, dict[str, float]]:
         unit, function = request.unit, request.function
         code: int | None = faults.exception_code
         if code is None and not request.is_read:
@@ -384,12 +385,12 @@ class PtyBus:
             code = rtu.ExceptionCode.ILLEGAL_DATA_ADDRESS
         if code is None:
             try:
-                registers, energy = meter.read_registers(function, request.address, request.count)
+                registers, counters = meter.read(function, request.address, request.count)
             except UnreadableRegisters:
                 code = rtu.ExceptionCode.ILLEGAL_DATA_ADDRESS
             else:
-                return rtu.read_response(unit, function, registers), energy
-        return rtu.exception_response(unit, function, code), None
+                return rtu.read_response(unit, function, registers), counters
+        return rtu.exception_response(unit, function, code), {}
 
     def _transmit(self, data: bytes, start: float) -> bytes | None:
         """Release ``data`` so byte k is readable at ``start + (k+1)·t_c``; None if stopped.

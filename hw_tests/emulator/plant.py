@@ -1,8 +1,10 @@
 """Emulated meters whose readings evolve like a small three-phase plant.
 
 Every value is computed at read time from emulated time, so the counters integrate power exactly
-(analytically) however irregularly the agent polls. The meter remembers every energy value it has
-put on the wire, rounded the way the agent decodes it, so tests can check delivered kWh exactly.
+(analytically) however irregularly the agent polls. The meter remembers every counter value it
+has put on the wire, rounded the way the agent decodes it (every energy value; first, last and
+count of the others), so tests can check delivered kWh, tonnes or m³ exactly. Steam, gas and
+water meters get their values from ``media`` instead of the electrical profile.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from agent.meters import MeterModel, Point, decode_registers, encode_value
+from hw_tests.emulator.media import medium_for
+from nengtan.measurements import VOCABULARY, Kind
 
 Clock = Callable[[], float]
 ENERGY = "active_energy_import"
@@ -26,6 +30,7 @@ _OMEGA = 2 * math.pi / _DAY_S
 _WS_PER_KWH = 3_600_000.0
 _NOMINAL_V = 230.0
 _HISTORY = 1_000_000  # served energy values kept; first/last/count are kept regardless
+COUNTERS = frozenset(m.name for m in VOCABULARY.values() if m.kind is Kind.COUNTER)
 _INT_RANGES = {t: (-(1 << (b - 1)), (1 << (b - 1)) - 1) for t, b in
                (("int16", 16), ("int32", 32), ("int64", 64))}
 _INT_RANGES |= {t: (0, (1 << b) - 1) for t, b in (("uint16", 16), ("uint32", 32), ("uint64", 64))}
@@ -44,8 +49,8 @@ class UnreadableRegisters(Exception):
 
 
 @dataclass(frozen=True)
-class EnergyTruth:
-    """What the meter served of ``active_energy_import``, in kWh as the agent decodes it."""
+class CounterTruth:
+    """What the meter served of one counter, in its unit as the agent decodes it."""
 
     first: float | None
     last: float | None
@@ -54,6 +59,10 @@ class EnergyTruth:
     @property
     def delta(self) -> float:
         return 0.0 if self.first is None or self.last is None else self.last - self.first
+
+
+EnergyTruth = CounterTruth  # the name from when only active_energy_import was tracked
+_NOTHING_SERVED = CounterTruth(None, None, 0)
 
 
 def _spans(points: list[Point], max_gap: int) -> list[tuple[int, int]]:
@@ -125,10 +134,9 @@ class EmulatedMeter:
         self._spans = {fc: _spans(pts, model.max_registers)
                        for fc, pts in self._by_function.items()}
         self._truth_lock = threading.Lock()
-        self._first: float | None = None
-        self._last: float | None = None
-        self._count = 0
-        self.served: deque[float] = deque(maxlen=_HISTORY)
+        self._truth: dict[str, CounterTruth] = {}
+        self.served: deque[float] = deque(maxlen=_HISTORY)  # active_energy_import only
+        self._medium = medium_for(model, seed)
 
     def now(self) -> float:
         """Emulated seconds, never going backwards even if an injected clock does."""
@@ -150,6 +158,8 @@ class EmulatedMeter:
     def values(self, t: float | None = None) -> dict[str, float]:
         """One consistent sample of every vocabulary measurement at emulated time ``t``."""
         t = self.now() if t is None else t
+        if self._medium is not None:
+            return self._medium.values(t, self._rng.gauss)
         noise = self._rng.gauss
         p_total = self._power_w(t) * (1 + noise(0, 0.01))
         drift = 1.5 * math.sin(_OMEGA * 3 * t)
@@ -211,13 +221,21 @@ class EmulatedMeter:
                        count: int) -> tuple[list[int], float | None]:
         """Registers for one read and, if it carries the whole energy counter, its decoded value.
 
-        Raises UnreadableRegisters as ``check_read`` does. The energy value is not recorded as
+        Raises UnreadableRegisters as ``check_read`` does.
+        """
+        registers, counters = self.read(function, address, count)
+        return registers, counters.get(ENERGY)
+
+    def read(self, function: int, address: int, count: int) -> tuple[list[int], dict[str, float]]:
+        """Registers for one read and the decoded value of every counter it carries whole.
+
+        Raises UnreadableRegisters as ``check_read`` does. The counters are not recorded as
         served here: only the bus knows whether the answer reached the wire intact.
         """
         self.check_read(function, address, count)
         values = self.values()
         registers = [0] * count
-        served: float | None = None
+        served: dict[str, float] = {}
         for p in self._by_function[function]:
             if p.end <= address or p.address >= address + count:
                 continue
@@ -226,23 +244,35 @@ class EmulatedMeter:
                 if address <= p.address + k < address + count:
                     registers[p.address + k - address] = word
         for p in self._by_function[function]:
-            if p.measurement == ENERGY and address <= p.address and p.end <= address + count:
+            if p.measurement in COUNTERS and address <= p.address and p.end <= address + count:
                 # Decoded from the response itself, as the agent will decode it.
                 words = registers[p.address - address:p.end - address]
-                served = decode_registers(words, p.value_type, p.word_order) * p.scale
+                served[p.measurement] = decode_registers(words, p.value_type,
+                                                         p.word_order) * p.scale
         return registers, served
 
     def record_served(self, kwh: float) -> None:
-        with self._truth_lock:
-            if self._first is None:
-                self._first = kwh
-            self._last = kwh
-            self._count += 1
-            self.served.append(kwh)
+        self.record_counters({ENERGY: kwh})
 
-    def truth(self) -> EnergyTruth:
+    def record_counters(self, served: Mapping[str, float]) -> None:
+        """Remember counter values that reached the master intact."""
         with self._truth_lock:
-            return EnergyTruth(self._first, self._last, self._count)
+            for name, value in served.items():
+                old = self._truth.get(name, _NOTHING_SERVED)
+                first = value if old.first is None else old.first
+                self._truth[name] = CounterTruth(first, value, old.count + 1)
+            if ENERGY in served:
+                self.served.append(served[ENERGY])
+
+    def truth(self, measurement: str = ENERGY) -> CounterTruth:
+        """What the meter served of ``measurement`` (a counter it maps) so far."""
+        with self._truth_lock:
+            return self._truth.get(measurement, _NOTHING_SERVED)
+
+    def counter_truths(self) -> dict[str, CounterTruth]:
+        """Every counter the meter has served at least once."""
+        with self._truth_lock:
+            return dict(self._truth)
 
 
 def float32(value: float) -> float:

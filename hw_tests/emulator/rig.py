@@ -11,7 +11,7 @@ from typing import Any
 
 from agent.meters import models
 from hw_tests.emulator.bus import PtyBus
-from hw_tests.emulator.plant import EmulatedMeter, scaled_clock
+from hw_tests.emulator.plant import CounterTruth, EmulatedMeter, scaled_clock
 
 
 def start_bus(meters: list[tuple[str, int]], *, baudrate: int = 9600, parity: str = "N",
@@ -39,13 +39,27 @@ def start_bus(meters: list[tuple[str, int]], *, baudrate: int = 9600, parity: st
 
 
 def truth_document(bus: PtyBus) -> dict[str, Any]:
-    """Per unit: the model and what was served of ``active_energy_import`` (kWh, as decoded)."""
-    units = {}
+    """Per unit: the model and what was served of ``active_energy_import`` (kWh, as decoded);
+    under ``counters``, per unit, what was served of every counter (read with ``counter_truth``).
+    """
+    units, counters = {}, {}
     for unit, meter in sorted(bus.meters.items()):
         truth = meter.truth()
         units[str(unit)] = {"model": meter.model.name, "first": truth.first, "last": truth.last,
                             "count": truth.count, "requests": bus.stats[unit].requests}
-    return {"port": bus.port, "written_at": time.time(), "units": units}
+        counters[str(unit)] = {name: {"first": t.first, "last": t.last, "count": t.count}
+                               for name, t in sorted(meter.counter_truths().items())}
+    return {"port": bus.port, "written_at": time.time(), "units": units, "counters": counters}
+
+
+def counter_truth(path: str | os.PathLike[str], unit: int, measurement: str) -> CounterTruth:
+    """What unit ``unit`` served of counter ``measurement``, from a truth file (``write_truth``);
+    nothing served (count 0) if it has not served that counter yet."""
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    served = doc.get("counters", {}).get(str(unit), {}).get(measurement)
+    if served is None:
+        return CounterTruth(None, None, 0)
+    return CounterTruth(served["first"], served["last"], served["count"])
 
 
 def write_truth(bus: PtyBus, path: str | os.PathLike[str]) -> None:
