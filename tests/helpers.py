@@ -10,15 +10,20 @@ from collections.abc import Callable
 import pytest
 
 
-def mosquitto_binary() -> str:
-    """The Mosquitto broker; CI must have it, elsewhere its absence skips with the package name."""
-    # Debian installs the broker in /usr/sbin, which is not on every user's PATH.
-    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+def installed_tool(name: str, package: str, also_in: str = "") -> str:
+    """The path of the program ``name``; CI must have it, elsewhere its absence skips with the
+    Debian package that brings it. ``also_in`` lists directories to look in beyond PATH."""
+    found = shutil.which(name) or (shutil.which(name, path=also_in) if also_in else None)
     if found:
         return found
     if os.environ.get("CI") == "true":
-        pytest.fail("mosquitto is required in CI (Debian package: mosquitto)")
-    pytest.skip("mosquitto is not installed (Debian package: mosquitto)")
+        pytest.fail(f"{name} is required in CI (Debian package: {package})")
+    pytest.skip(f"{name} is not installed (Debian package: {package})")
+
+
+def mosquitto_binary() -> str:
+    """The Mosquitto broker; Debian installs it in /usr/sbin, not on every user's PATH."""
+    return installed_tool("mosquitto", "mosquitto", "/usr/sbin:/usr/local/sbin")
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import subprocess
 import threading
 import time
@@ -24,7 +22,7 @@ from cloud_receiver.retire import session_present
 from cloud_receiver.service import run
 from cloud_receiver.store import open_store
 from nengtan.tls import broker_tls_context
-from tests.helpers import wait_for
+from tests.helpers import installed_tool, wait_for
 from tests.integration.uplink.uplink_helpers import Mosquitto, Pem, Pki
 from tests.unit.receiver.receiver_helpers import GATEWAY, TOPIC, Batches, enrollment_record, new_signer
 
@@ -34,12 +32,7 @@ RECEIVER = "nengtan-receiver"  # its certificate's CN, and its broker user name
 
 
 def _mosquitto_passwd() -> str:
-    found = shutil.which("mosquitto_passwd") or shutil.which("mosquitto_passwd", path="/usr/bin")
-    if found:
-        return found
-    if os.environ.get("CI") == "true":
-        pytest.fail("mosquitto_passwd is required in CI (Debian package: mosquitto)")
-    pytest.skip("mosquitto_passwd is not installed (Debian package: mosquitto)")
+    return installed_tool("mosquitto_passwd", "mosquitto", "/usr/bin")
 
 
 class Receiver:
