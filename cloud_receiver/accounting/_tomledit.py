@@ -1,4 +1,4 @@
-"""Layout-keeping edits of operator TOML files, and the durable write that replaces them.
+"""Layout-keeping edits of operator TOML files, and the lock that serialises them.
 
 tomlkit keeps comments, but it stores the blank line and any section comment that sit between
 two ``[[table]]`` blocks at the end of the upper table's body. Left alone, a key added to a
@@ -9,8 +9,6 @@ the helpers here move that trailer to where an operator would expect it.
 from __future__ import annotations
 
 import fcntl
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, time
@@ -112,26 +110,3 @@ def edit_lock(directory: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``: a reader sees the old file or the new, never half, and a
-    crash after return keeps the new one. The file keeps its permissions (mkstemp would make
-    it 0600 and lock the receiver's user out of a file it must read)."""
-    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fd = os.open(path.parent, os.O_RDONLY)  # the rename itself must survive a power cut
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -12,9 +12,7 @@ figures use the baseline as it stood then.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from typing import Any
 
 import tomli_w
 
+from cloud_receiver.accounting._atomic import write_atomic
 from cloud_receiver.accounting.schemes import Num, dec, fmt
 from nengtan.errors import ConfigError
 
@@ -250,16 +249,7 @@ def _rewrite(plant_dir: Path, change: Any) -> Ledger:
     doc: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     change(doc)
     ledger = parse_ledger(doc, str(path))
-    fd, tmp = tempfile.mkstemp(dir=plant_dir, prefix=".ledger.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            tomli_w.dump(doc, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, tomli_w.dumps(doc))
     return ledger
 
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from cloud_receiver.accounting._atomic import write_atomic
 from cloud_receiver.accounting.shifts import ShiftCalendar, load_shifts
 from nengtan.errors import ConfigError
 
@@ -129,20 +128,6 @@ def _format(records: Sequence[OutputRecord]) -> str:
         writer.writerow([r.day.isoformat(), r.node, r.shift or "", r.product, repr(r.quantity),
                          r.unit])
     return buffer.getvalue()
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so a reader sees the old file or the new, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def add_output(plant_dir: Path, new: Sequence[OutputRecord], *, replace: bool = False,

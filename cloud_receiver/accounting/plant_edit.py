@@ -23,6 +23,7 @@ from tomlkit.items import AoT, Table
 from tomlkit.toml_document import TOMLDocument
 
 from cloud_receiver.accounting import _tomledit as te
+from cloud_receiver.accounting._atomic import write_atomic
 from cloud_receiver.accounting._changelog import CHANGES_FILE, append_change, read_changes
 from cloud_receiver.accounting.model import PLANT_FILE, REPLACEMENTS_FILE, validate_plant_doc
 from nengtan.errors import ConfigError
@@ -110,7 +111,7 @@ def _run(plant_dir: Path | str, filename: str, apply: Apply) -> EditResult:
         except ConfigError as exc:
             raise ConfigError(f"{exc.source} (refused: {result.action} {result.target!r})",
                               exc.problems, hint="Nothing was written. " + exc.hint) from exc
-        te.write_atomic(path, text)
+        write_atomic(path, text)
         # Logged after the write, so the log never claims a change that did not happen.
         append_change(directory, action=result.action, target=result.target, file=result.file,
                       before=result.before, after=result.after, notes=result.notes)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from cloud_receiver.accounting import render
+from cloud_receiver.accounting._atomic import write_atomic
 from cloud_receiver.accounting.factors import Choice
 from cloud_receiver.accounting.model import load_plant
 from cloud_receiver.accounting.report import Report, annual_report, monthly_report, parse_month
@@ -60,7 +61,5 @@ def output(report: Report, fmt: str, out: Path | None) -> str | None:
         if out is None:
             return text
         data = text.encode("utf-8")
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(out)
+    write_atomic(out, data)
     return None

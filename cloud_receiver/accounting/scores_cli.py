@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from cloud_receiver.accounting import scores_render
+from cloud_receiver.accounting._atomic import write_atomic
 from cloud_receiver.accounting.equipment import EQUIPMENT_FILE
 from cloud_receiver.accounting.factors import Choice
 from cloud_receiver.accounting.ledger import LEDGER_FILE
@@ -75,9 +76,7 @@ def scores(config_path: Path, plant_dir: Path, year: int, scheme: str | None, fm
     if out is None:
         click.echo(text)
         return
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text + "\n", encoding="utf-8")
-    tmp.replace(out)
+    write_atomic(out, text + "\n")
     click.echo(f"wrote {out}")
 
 
