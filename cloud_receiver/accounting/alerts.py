@@ -24,13 +24,13 @@ Rule kinds (every rule has a unique ``name``; ``points`` defaults to every meter
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from cloud_receiver.accounting._files import read_toml
 from cloud_receiver.accounting.balance import PointAmount, balance
 from cloud_receiver.accounting.energy import IntervalEnergy, interval_energy
 from cloud_receiver.accounting.model import Plant
@@ -140,13 +140,8 @@ def parse_rules(doc: Mapping[str, object], source: str, plant: Plant) -> list[Ru
 def load_rules(plant: Plant) -> list[Rule]:
     """``alerts.toml`` of the plant directory (absent: no rules)."""
     path = Path(plant.directory) / ALERTS_FILE
-    if not path.exists():
-        return []
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(str(path), [f"cannot read it: {exc}"]) from exc
-    return parse_rules(doc, str(path), plant)
+    doc = read_toml(path)
+    return [] if doc is None else parse_rules(doc, str(path), plant)
 
 
 @dataclass

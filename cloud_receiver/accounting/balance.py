@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
+from cloud_receiver.accounting._files import read_toml
 from cloud_receiver.accounting.model import ENERGY_TYPES, LEVELS, Plant
 from nengtan.errors import ConfigError
 
@@ -101,13 +102,8 @@ def load_requirements(plant: Plant) -> list[Requirement]:
     """The operator's declared positions (``metering.toml``: ``[[required]]`` node, energy_type,
     level, reason); none if the file is absent."""
     path = plant.directory / METERING_FILE
-    if not path.exists():
-        return []
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(str(path), [f"cannot read it: {exc}"]) from exc
-    return parse_requirements(doc, str(path), plant)
+    doc = read_toml(path)
+    return [] if doc is None else parse_requirements(doc, str(path), plant)
 
 
 def parse_requirements(doc: Mapping[str, object], source: str, plant: Plant) -> list[Requirement]:

@@ -13,7 +13,6 @@ figures use the baseline as it stood then.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -23,7 +22,7 @@ from typing import Any
 
 import tomli_w
 
-from cloud_receiver.accounting._atomic import write_atomic
+from cloud_receiver.accounting._files import read_toml, write_atomic
 from cloud_receiver.accounting.schemes import Num, dec, fmt
 from nengtan.errors import ConfigError
 
@@ -232,13 +231,8 @@ def parse_ledger(doc: Mapping[str, Any], source: str) -> Ledger:
 def load_ledger(plant_dir: Path) -> Ledger:
     """Read ``ledger.toml``; an absent file is an empty ledger with no baseline."""
     path = plant_dir / LEDGER_FILE
-    if not path.exists():
-        return Ledger(str(path), (), ())
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), [f"not valid TOML: {exc}"], hint=_HINT) from exc
-    return parse_ledger(doc, str(path))
+    doc = read_toml(path, hint=_HINT)
+    return Ledger(str(path), (), ()) if doc is None else parse_ledger(doc, str(path))
 
 
 def _rewrite(plant_dir: Path, change: Any) -> Ledger:
@@ -246,7 +240,7 @@ def _rewrite(plant_dir: Path, change: Any) -> Ledger:
     (write a temporary file beside it, fsync, rename), so a crash or a rejected edit leaves the
     old ledger intact. Comments in the file are not kept: tomllib does not return them."""
     path = plant_dir / LEDGER_FILE
-    doc: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    doc: dict[str, Any] = read_toml(path, hint=_HINT) or {}
     change(doc)
     ledger = parse_ledger(doc, str(path))
     write_atomic(path, tomli_w.dumps(doc))

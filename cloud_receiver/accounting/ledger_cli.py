@@ -9,7 +9,6 @@ A refused edit leaves the file as it was.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -18,6 +17,7 @@ from typing import Any
 
 import click
 
+from cloud_receiver.accounting._files import read_toml
 from cloud_receiver.accounting.ledger import (
     LEDGER_FILE,
     OFFSET_KINDS,
@@ -52,7 +52,7 @@ def _plain(value: Any) -> Any:
 
 def _raw(plant_dir: Path) -> dict[str, Any]:
     path = plant_dir / LEDGER_FILE
-    return tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    return read_toml(path) or {}
 
 
 def _totals(ledger: Ledger) -> dict[int, dict[str, str]]:

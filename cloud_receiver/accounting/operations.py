@@ -11,11 +11,11 @@ applied; gaps not filled), so the completeness of any shift window is known exac
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from cloud_receiver.accounting._files import read_toml
 from cloud_receiver.accounting.benchmarks import Benchmark, Comparison, benchmarks, compare
 from cloud_receiver.accounting.energy import IntervalEnergy, interval_energy
 from cloud_receiver.accounting.factors import Choice, Conversion, conversions
@@ -112,13 +112,10 @@ def load_products(plant: Plant,
     """``products.toml``: ``[products.<product>] benchmark = "<key>"`` maps the products of
     output.csv to entries of the benchmark table (absent file: none mapped)."""
     path = plant.directory / PRODUCTS_FILE
-    if not path.exists():
+    doc = read_toml(path)
+    if doc is None:
         return {}
     table = benchmarks() if table is None else table
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(str(path), [f"cannot read it: {exc}"]) from exc
     products = doc.get("products", {})
     problems, out = [], {}
     for name, entry in products.items() if isinstance(products, dict) else ():

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from cloud_receiver.accounting._atomic import write_atomic
+from cloud_receiver.accounting._files import write_atomic
 from cloud_receiver.accounting.shifts import ShiftCalendar, load_shifts
 from nengtan.errors import ConfigError
 

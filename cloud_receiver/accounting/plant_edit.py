@@ -23,7 +23,7 @@ from tomlkit.items import AoT, Table
 from tomlkit.toml_document import TOMLDocument
 
 from cloud_receiver.accounting import _tomledit as te
-from cloud_receiver.accounting._atomic import write_atomic
+from cloud_receiver.accounting._files import write_atomic
 from cloud_receiver.accounting._changelog import CHANGES_FILE, append_change, read_changes
 from cloud_receiver.accounting.model import PLANT_FILE, REPLACEMENTS_FILE, validate_plant_doc
 from nengtan.errors import ConfigError

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from cloud_receiver.accounting import render
-from cloud_receiver.accounting._atomic import write_atomic
+from cloud_receiver.accounting._files import write_atomic
 from cloud_receiver.accounting.factors import Choice
 from cloud_receiver.accounting.model import load_plant
 from cloud_receiver.accounting.report import Report, annual_report, monthly_report, parse_month

@@ -17,13 +17,13 @@ entered input replaces a derived one and the score says so; nothing else in the 
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from cloud_receiver.accounting._files import read_toml
 from cloud_receiver.accounting.schemes import RuleSet, dec, input_names
 from nengtan.errors import ConfigError
 
@@ -144,10 +144,7 @@ def load_scheme_inputs(plant_dir: Path, rules: RuleSet, *,
                        nodes: Iterable[str] | None = None) -> SchemeInputs:
     """Read ``scheme_inputs.toml``; an absent file enters nothing."""
     path = plant_dir / INPUTS_FILE
-    if not path.exists():
+    doc = read_toml(path, hint=_HINT)
+    if doc is None:
         return SchemeInputs(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), [f"not valid TOML: {exc}"], hint=_HINT) from exc
     return parse_scheme_inputs(doc, path, rules, nodes=nodes)

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from cloud_receiver.accounting import scores_render
-from cloud_receiver.accounting._atomic import write_atomic
+from cloud_receiver.accounting._files import write_atomic
 from cloud_receiver.accounting.equipment import EQUIPMENT_FILE
 from cloud_receiver.accounting.factors import Choice
 from cloud_receiver.accounting.ledger import LEDGER_FILE

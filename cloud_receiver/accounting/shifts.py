@@ -9,13 +9,13 @@ zone with daylight saving (Asia/Shanghai has none).
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cloud_receiver.accounting._files import read_toml
 from nengtan.errors import ConfigError
 
 SHIFTS_FILE = "shifts.toml"
@@ -168,10 +168,7 @@ def load_shifts(plant_dir: Path) -> ShiftCalendar:
     """``shifts.toml`` of the plant directory, or three 8-hour shifts from local midnight
     (``1`` 00:00, ``2`` 08:00, ``3`` 16:00, Asia/Shanghai) if the file is absent."""
     path = plant_dir / SHIFTS_FILE
-    if not path.exists():
+    doc = read_toml(path)
+    if doc is None:
         return ShiftCalendar("Asia/Shanghai", DEFAULT_SHIFTS)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(str(path), [f"cannot read it: {exc}"]) from exc
     return parse_shifts(doc, str(path))

@@ -1,10 +1,31 @@
-"""Replacing a plant-directory file so that a crash or a reader never sees half of it."""
+"""Reading and replacing the operator's files in the plant directory.
+
+Every optional plant file (alerts.toml, ledger.toml, shifts.toml, …) is read the same way, and
+every rewrite goes through one durable replace, so a crash or a reader never sees half a file.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
+import tomllib
 from pathlib import Path
+from typing import Any
+
+from nengtan.errors import ConfigError
+
+
+def read_toml(path: Path, *, hint: str | None = None) -> dict[str, Any] | None:
+    """The parsed file, or None if there is none; a file that cannot be read or is not TOML is a
+    ConfigError naming it (with ``hint``, where its format is described)."""
+    if not path.exists():
+        return None
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read it: {exc}"], hint=hint) from exc
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"], hint=hint) from exc
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
