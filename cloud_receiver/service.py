@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
@@ -29,7 +29,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from cloud_receiver.alert_runner import start_alert_runner
 from cloud_receiver.broker_auth import secure
 from cloud_receiver.config import MqttConfig, ReceiverConfig
 from cloud_receiver.ingest import Ingestor, topic_filters
@@ -37,6 +36,9 @@ from cloud_receiver.registry import Registry
 from cloud_receiver.rollups import STALE_COUNTER, rebuild_all
 from cloud_receiver.store import open_store
 from nengtan.errors import ConfigError, IdentityError
+
+if TYPE_CHECKING:
+    from cloud_receiver.alert_runner import AlertRunner
 
 log = logging.getLogger(__name__)
 
@@ -210,9 +212,13 @@ def run(config: ReceiverConfig, stop_event: threading.Event, *,
         raise IdentityError(f"the registry directory {config.registry_dir} does not exist; "
                             "create it and put enrollment records in it")
     store = open_store(config.storage)
-    alert_runner = None
+    alert_runner: AlertRunner | None = None
     try:
-        alert_runner = start_alert_runner(config)  # None without [alerts]
+        if config.alerts is not None:
+            # Only then: the rules pull in the accounting package, which ingest never needs.
+            from cloud_receiver.alert_runner import start_alert_runner
+
+            alert_runner = start_alert_runner(config)
         registry = Registry(store, config.registry_dir)
         loaded = registry.reload()
         log.info("registry: %d key(s) enrolled, %d record(s) rejected",
